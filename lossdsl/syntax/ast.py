@@ -1,0 +1,160 @@
+"""The abstract syntax tree: small frozen dataclasses, each with the span it came from."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from lossdsl.diagnostics import Span
+
+# ---- expressions -------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Number:
+    value: float
+    is_int: bool
+    span: Span
+
+
+@dataclass(frozen=True)
+class Bool:
+    value: bool
+    span: Span
+
+
+@dataclass(frozen=True)
+class Name:
+    id: str
+    span: Span
+
+
+@dataclass(frozen=True)
+class ListExpr:
+    items: tuple[Expr, ...]
+    span: Span
+
+
+@dataclass(frozen=True)
+class Keyword:
+    name: str
+    value: Expr
+    span: Span
+
+
+@dataclass(frozen=True)
+class Call:
+    func: str
+    args: tuple[Expr, ...]
+    kwargs: tuple[Keyword, ...]
+    span: Span
+    func_span: Span
+
+
+@dataclass(frozen=True)
+class Unary:
+    op: str  # "-" or "not"
+    operand: Expr
+    span: Span
+
+
+@dataclass(frozen=True)
+class Binary:
+    op: str  # + - * / ^ < <= > >= == != and or
+    left: Expr
+    right: Expr
+    span: Span
+
+
+Expr = Number | Bool | Name | ListExpr | Call | Unary | Binary
+
+# ---- declarations ------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Bound:
+    value: float | str  # a number (inf allowed) or a dim name
+    span: Span
+
+
+@dataclass(frozen=True)
+class Range:
+    lo: Bound
+    hi: Bound
+    lo_closed: bool
+    hi_closed: bool
+    span: Span
+
+
+@dataclass(frozen=True)
+class Dim:
+    value: str | int  # a dim name, a literal size, or "..."
+    span: Span
+
+
+@dataclass(frozen=True)
+class Use:
+    target: str
+    is_path: bool
+    span: Span
+
+
+@dataclass(frozen=True)
+class InputDecl:
+    name: str
+    dtype: str
+    dims: tuple[Dim, ...]
+    grad: bool
+    range: Range | None
+    default: Expr | None
+    span: Span
+    name_span: Span
+    dtype_span: Span
+
+
+@dataclass(frozen=True)
+class ParamDecl:
+    name: str
+    value: Expr | None  # None for a static choice
+    range: Range | None
+    choice: str | None = None
+    choices: tuple[str, ...] = ()
+    span: Span = Span("<unknown>", 1, 1, 1, 1)
+    name_span: Span = Span("<unknown>", 1, 1, 1, 1)
+
+
+@dataclass(frozen=True)
+class DefDecl:
+    name: str
+    params: tuple[str, ...]
+    body: Expr
+    span: Span
+    name_span: Span
+
+
+@dataclass(frozen=True)
+class ValueDecl:
+    """`let`, `term` and `metric`: a named expression."""
+
+    kind: str  # "let" | "term" | "metric"
+    name: str
+    value: Expr
+    span: Span
+    name_span: Span
+
+
+@dataclass(frozen=True)
+class Minimize:
+    objective: Expr
+    span: Span
+
+
+Decl = Use | InputDecl | ParamDecl | DefDecl | ValueDecl | Minimize
+
+
+@dataclass(frozen=True)
+class SpecAST:
+    name: str
+    doc: str | None
+    decls: tuple[Decl, ...]
+    file: str
+    name_span: Span

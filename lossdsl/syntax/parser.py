@@ -1,0 +1,384 @@
+"""Text to AST with Lark (LALR, strict), and Lark's errors turned into E100 diagnostics."""
+
+from __future__ import annotations
+
+import re
+from functools import cache
+
+from lark import Lark, Token, Transformer, Tree, v_args
+from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
+
+from lossdsl.diagnostics import Diagnostic, LossSpecError, Span
+from lossdsl.resources import grammar_path
+from lossdsl.syntax import ast
+
+DECLARATION_KEYWORDS = ("use", "input", "param", "def", "let", "term", "minimize", "metric")
+
+
+@cache
+def _lark() -> Lark:
+    return Lark(
+        grammar_path().read_text(),
+        parser="lalr",
+        strict=True,
+        propagate_positions=True,
+        maybe_placeholders=True,
+        start=["start", "decls"],
+    )
+
+
+def parse(text: str, file: str = "<string>") -> ast.SpecAST:
+    """Parse a spec; raises `LossSpecError` with every syntax error found."""
+    spec, diagnostics = parse_collecting(text, file)
+    if diagnostics or spec is None:
+        raise LossSpecError(diagnostics, {file: text})
+    return spec
+
+
+def parse_collecting(text: str, file: str = "<string>") -> tuple[ast.SpecAST | None, list[Diagnostic]]:
+    """Parse, and on a syntax error resume at the next declaration to find the others."""
+    diagnostics: list[Diagnostic] = []
+    try:
+        tree = _lark().parse(text, start="start")
+    except UnexpectedInput as error:
+        diagnostics.append(_syntax_diagnostic(error, text, file))
+        _collect_later_errors(text, file, error, diagnostics)
+        return None, diagnostics
+    return _ToAst(file).transform(tree), []
+
+
+def _collect_later_errors(
+    text: str, file: str, error: UnexpectedInput, found: list[Diagnostic]
+) -> None:
+    line = error.line if isinstance(error.line, int) and error.line > 0 else None
+    while line is not None and len(found) < 20:
+        resume = _next_declaration_offset(text, line)
+        if resume is None:
+            return
+        blanked = re.sub(r"[^\n]", " ", text[:resume]) + text[resume:]
+        try:
+            _lark().parse(blanked, start="decls")
+            return
+        except UnexpectedInput as later:
+            found.append(_syntax_diagnostic(later, text, file))
+            line = later.line if isinstance(later.line, int) and later.line > line else None
+
+
+def _next_declaration_offset(text: str, after_line: int) -> int | None:
+    offset = 0
+    for number, line in enumerate(text.splitlines(keepends=True), start=1):
+        words = line.split()
+        if number > after_line and words and words[0] in DECLARATION_KEYWORDS:
+            return offset
+        offset += len(line)
+    return None
+
+
+# ---- E100 in words -----------------------------------------------------------
+
+_WORDS = {
+    "NAME": "a name",
+    "NUMBER": "a number",
+    "INT": "a dim size",
+    "STRING": 'a string ("…")',
+    "DOCSTRING": "a docstring",
+    "COLON": "':'",
+    "COMMA": "','",
+    "EQUAL": "'='",
+    "LPAR": "'('",
+    "RPAR": "')'",
+    "LSQB": "'['",
+    "RSQB": "']'",
+    "LBRACE": "'{'",
+    "RBRACE": "'}'",
+    "GRAD": "'grad'",
+    "IN": "'in'",
+    "ELLIPSIS": "'...'",
+    "RANGE_OPEN": "'[' or '(' opening a range",
+    "RANGE_CLOSE": "']' or ')' closing the range",
+    "COMPARE": "a comparison",
+    "ADD_OP": "an operator",
+    "MUL_OP": "an operator",
+    "$END": "the end of the file",
+}
+_EXPRESSION_START = {"NAME", "NUMBER", "LPAR", "MINUS", "NOT", "TRUE", "FALSE", "LSQB", "SIGN"}
+_OPERATORS = {"ADD_OP", "MUL_OP", "COMPARE", "CIRCUMFLEX", "AND", "OR"}
+
+
+def _describe_expected(expected: set[str]) -> str:
+    keywords = {name.lower() for name in expected} & set(DECLARATION_KEYWORDS)
+    parts: list[str] = []
+    if expected & _EXPRESSION_START and ("NAME" in expected or "NUMBER" in expected):
+        if "NUMBER" in expected or "LPAR" in expected:
+            parts.append("an expression")
+        expected = expected - _EXPRESSION_START
+    if expected & _OPERATORS:
+        parts.append("an operator")
+        expected = expected - _OPERATORS
+    if keywords:
+        parts.append("a declaration (" + ", ".join(sorted(keywords)) + ")")
+        expected = {name for name in expected if name.lower() not in keywords}
+    for name in sorted(expected):
+        if name == "LOSS":
+            parts.append("'loss NAME' on the first line")
+        elif name in _WORDS:
+            word = _WORDS[name]
+            if word not in parts:
+                parts.append(word)
+        elif name not in ("$END",):
+            parts.append(f"'{name.lower()}'")
+    if not parts:
+        return "something else"
+    return ", ".join(parts[:-1]) + (" or " if len(parts) > 1 else "") + parts[-1]
+
+
+def _previous_token(text: str, offset: int) -> str | None:
+    before = re.sub(r"#[^\n]*", "", text[:offset]).rstrip()
+    match = re.search(r'([A-Za-z_][A-Za-z0-9_]*|[0-9][0-9_.eE+-]*|"[^"\n]*"|\.\.\.|[<>=!]=|\S)$', before)
+    return match.group(1) if match else None
+
+
+def _syntax_diagnostic(error: UnexpectedInput, text: str, file: str) -> Diagnostic:
+    line = max(1, int(error.line)) if isinstance(error.line, int) and error.line > 0 else 1
+    col = max(1, int(error.column)) if isinstance(error.column, int) and error.column > 0 else 1
+    offset = error.pos_in_stream if isinstance(error.pos_in_stream, int) else len(text)
+    if isinstance(error, UnexpectedEOF) or (
+        isinstance(error, UnexpectedToken) and error.token.type == "$END"
+    ):
+        line, col = _end_position(text)
+        offset = len(text)
+    width = 1
+    found = ""
+    if isinstance(error, UnexpectedToken) and error.token.type != "$END":
+        width = max(1, len(str(error.token)))
+        found = f", found '{error.token}'"
+    elif isinstance(error, UnexpectedCharacters):
+        found = f", found '{text[offset]}'" if offset < len(text) else ""
+    span = Span(file, line, col, line, col + width)
+    if isinstance(error, UnexpectedToken) and error.token.type == "COMPARE":
+        return Diagnostic(
+            "E100",
+            "comparisons do not chain: `a < b < c` is not allowed",
+            span,
+            fix="write `a < b and b < c`",
+        )
+    expected_names = set(getattr(error, "expected", None) or getattr(error, "allowed", None) or ())
+    if not text.strip() or (line == 1 and "LOSS" in expected_names):
+        return Diagnostic("E100", "expected `loss NAME` on the first line", span,
+                          fix="start the spec with `loss my_loss`")
+    previous = _previous_token(text, offset)
+    stray = _keyword_taken_as_name(text, offset)
+    if stray is not None:
+        # `let a =` followed by a new declaration: the keyword was read as a name.
+        keyword_offset, before = stray
+        line = text.count("\n", 0, keyword_offset) + 1
+        col = keyword_offset - (text.rfind("\n", 0, keyword_offset) + 1) + 1
+        keyword = text[keyword_offset:].split()[0]
+        span = Span(file, line, col, line, col + len(keyword))
+        return Diagnostic("E100", f"expected an expression after '{before}', found '{keyword}'", span)
+    after = f" after '{previous}'" if previous else ""
+    message = f"expected {_describe_expected(expected_names)}{after}{found}"
+    return Diagnostic("E100", message, span)
+
+
+def _keyword_taken_as_name(text: str, offset: int) -> tuple[int, str] | None:
+    """The offset of a declaration keyword that starts a line just before `offset`, if an
+    operator or `=` precedes it (so it cannot be a value named like a keyword)."""
+    before = re.sub(r"#[^\n]*", "", text[:offset]).rstrip()
+    match = re.search(r"(?:^|\n)[ \t]*([A-Za-z_]+)$", before)
+    if not match or match.group(1) not in DECLARATION_KEYWORDS:
+        return None
+    keyword_offset = match.start(1)
+    preceding = _previous_token(text, keyword_offset)
+    if preceding in ("=", "(", ",", "+", "-", "*", "/", "^", "<", ">", "<=", ">=", "==", "!="):
+        return keyword_offset, preceding
+    return None
+
+
+def _end_position(text: str) -> tuple[int, int]:
+    lines = text.rstrip().splitlines() or [""]
+    return len(lines), len(lines[-1]) + 1
+
+
+# ---- Lark tree to AST --------------------------------------------------------
+
+
+def _number(text: str) -> float:
+    return float(text.replace("_", ""))
+
+
+@v_args(meta=True)
+class _ToAst(Transformer):
+    def __init__(self, file: str):
+        super().__init__()
+        self.file = file
+
+    def _span(self, meta: object) -> Span:
+        return Span(
+            self.file,
+            getattr(meta, "line", 1),
+            getattr(meta, "column", 1),
+            getattr(meta, "end_line", 1),
+            getattr(meta, "end_column", 1),
+        )
+
+    def _tok(self, token: Token) -> Span:
+        return Span(
+            self.file,
+            token.line or 1,
+            token.column or 1,
+            token.end_line or token.line or 1,
+            token.end_column or (token.column or 1) + len(token),
+        )
+
+    # expressions
+    def number(self, meta, children):
+        (token,) = children
+        is_int = not re.search(r"[.eE]", str(token))
+        return ast.Number(_number(token), is_int, self._tok(token))
+
+    def true(self, meta, children):
+        return ast.Bool(True, self._span(meta))
+
+    def false(self, meta, children):
+        return ast.Bool(False, self._span(meta))
+
+    def name(self, meta, children):
+        (token,) = children
+        return ast.Name(str(token), self._tok(token))
+
+    def list(self, meta, children):
+        return ast.ListExpr(tuple(c for c in children if c is not None), self._span(meta))
+
+    def arg(self, meta, children):
+        return children[0]
+
+    def kwarg(self, meta, children):
+        name, value = children
+        return ast.Keyword(str(name), value, self._span(meta))
+
+    def call(self, meta, children):
+        func, *arguments = children
+        arguments = [a for a in arguments if a is not None]
+        args = tuple(a for a in arguments if not isinstance(a, ast.Keyword))
+        kwargs = tuple(a for a in arguments if isinstance(a, ast.Keyword))
+        return ast.Call(str(func), args, kwargs, self._span(meta), self._tok(func))
+
+    def neg(self, meta, children):
+        return ast.Unary("-", children[0], self._span(meta))
+
+    def not_(self, meta, children):
+        return ast.Unary("not", children[0], self._span(meta))
+
+    def pow(self, meta, children):
+        return ast.Binary("^", children[0], children[1], self._span(meta))
+
+    def binary(self, meta, children):
+        left, op, right = children
+        return ast.Binary(str(op), left, right, self._span(meta))
+
+    def compare(self, meta, children):
+        return self.binary(meta, children)
+
+    def and_(self, meta, children):
+        return ast.Binary("and", children[0], children[1], self._span(meta))
+
+    def or_(self, meta, children):
+        return ast.Binary("or", children[0], children[1], self._span(meta))
+
+    # declarations
+    def bound(self, meta, children):
+        sign, token = children
+        if token.type == "NAME" and str(token) != "inf":
+            value: float | str = str(token)
+        else:
+            value = float("inf") if str(token) == "inf" else _number(token)
+        if sign is not None:
+            if isinstance(value, str):
+                value = "-" + value
+            else:
+                value = -value
+        return ast.Bound(value, self._span(meta))
+
+    def range(self, meta, children):
+        opening, lo, hi, closing = children
+        return ast.Range(lo, hi, str(opening) == "[", str(closing) == "]", self._span(meta))
+
+    def dim(self, meta, children):
+        (token,) = children
+        value: str | int = int(str(token).replace("_", "")) if token.type == "INT" else str(token)
+        return ast.Dim(value, self._tok(token))
+
+    def dim_list(self, meta, children):
+        return tuple(children)
+
+    def choices(self, meta, children):
+        return tuple(str(c)[1:-1] for c in children)
+
+    def use_decl(self, meta, children):
+        (token,) = children
+        if token.type == "STRING":
+            return ast.Use(str(token)[1:-1], True, self._span(meta))
+        return ast.Use(str(token), False, self._span(meta))
+
+    def input_decl(self, meta, children):
+        name, dtype, dims, grad, _in, rng, default = children
+        return ast.InputDecl(
+            str(name), str(dtype), dims or (), grad is not None, rng, default,
+            self._span(meta), self._tok(name), self._tok(dtype),
+        )
+
+    def param_decl(self, meta, children):
+        name = children[0]
+        if len(children) == 4 and isinstance(children[3], tuple):  # static choice
+            _, choice, _in, options = children
+            return ast.ParamDecl(
+                str(name), None, None, str(choice)[1:-1], options,
+                self._span(meta), self._tok(name),
+            )
+        value, _in, rng = children[1], children[2], children[3]
+        return ast.ParamDecl(str(name), value, rng, None, (), self._span(meta), self._tok(name))
+
+    def def_decl(self, meta, children):
+        name, *rest = children
+        body = rest[-1]
+        params = tuple(str(p) for p in rest[:-1] if p is not None)
+        return ast.DefDecl(str(name), params, body, self._span(meta), self._tok(name))
+
+    def _value(self, kind, meta, children):
+        name, value = children
+        return ast.ValueDecl(kind, str(name), value, self._span(meta), self._tok(name))
+
+    def let_decl(self, meta, children):
+        return self._value("let", meta, children)
+
+    def term_decl(self, meta, children):
+        return self._value("term", meta, children)
+
+    def metric_decl(self, meta, children):
+        return self._value("metric", meta, children)
+
+    def minimize_decl(self, meta, children):
+        return ast.Minimize(children[0], self._span(meta))
+
+    def loss_header(self, meta, children):
+        name, doc = children
+        return (str(name), _docstring(doc), self._tok(name))
+
+    def start(self, meta, children):
+        (name, doc, name_span), *decls = children
+        return ast.SpecAST(name, doc, tuple(decls), self.file, name_span)
+
+    def decls(self, meta, children):
+        return tuple(children)
+
+
+def _docstring(token: Token | None) -> str | None:
+    if token is None:
+        return None
+    return str(token)[3:-3].strip()
+
+
+def tree_of(text: str) -> Tree:
+    """The raw Lark tree (for debugging and `lossdsl explain`)."""
+    return _lark().parse(text, start="start")
