@@ -1,0 +1,25 @@
+"""lossdsl: a compiler for loss functions.
+
+`import lossdsl` stays light: torch is imported only when a loss is built or run.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from lossdsl.api import build_ir, check, load, load_text, parse
+from lossdsl.diagnostics import Diagnostic, LossSpecError
+
+__version__ = "0.1.0"
+
+__all__ = ["load", "load_text", "parse", "check", "build_ir", "Diagnostic", "LossSpecError",
+           "InputError", "LossOutput", "__version__"]
+
+
+def __getattr__(name: str) -> Any:
+    # The run-time types need torch; import them on first use.
+    if name in ("InputError", "LossOutput"):
+        from lossdsl.runtime import core
+
+        return getattr(core, name)
+    raise AttributeError(f"module 'lossdsl' has no attribute {name!r}")

@@ -1,0 +1,507 @@
+"""Checked IR to a `torch.fx.GraphModule`: one fx node per IR node, named after the spec.
+
+The graph's signature is `forward(<inputs…>, step, params)`: `step` is a 0-d tensor in the
+compute dtype (the graph reads the compute dtype off it), `params` a float64 vector of the
+declared params in order, NaN where a param keeps its declared default expression.
+It returns `(loss, *terms, *weights, *metrics)`.
+"""
+
+from __future__ import annotations
+
+import math
+import operator
+from collections.abc import Callable
+from typing import Any
+
+import torch
+import torch.fx as fx
+
+from lossdsl.ir import Node, SpecIR
+from lossdsl.ir.types import ELLIPSIS
+from lossdsl.ops import OPS
+
+Value = Any  # an fx.Proxy, or a Python number for constants
+
+
+class _Lowering:
+    def __init__(self, ir: SpecIR):
+        self.ir = ir
+        self.graph = fx.Graph()
+        self.tracer = fx.proxy.GraphAppendingTracer(self.graph)
+        self.values: dict[int, Value] = {}
+        self.detached: dict[int, Value] = {}
+        self.input_proxies: dict[str, fx.Proxy] = {}
+
+    # ---- plumbing -------------------------------------------------------------------
+
+    def placeholder(self, name: str) -> fx.Proxy:
+        return fx.Proxy(self.graph.placeholder(name), self.tracer)
+
+    def name(self, value: Value, name: str | None) -> Value:
+        if name and isinstance(value, fx.Proxy) and value.node.op != "placeholder":
+            if value.node.name != name:
+                value.node._rename(name)
+        return value
+
+    def tensor(self, value: Value) -> fx.Proxy:
+        """A Python constant as a 0-d tensor in the compute dtype, on the inputs' device."""
+        if isinstance(value, fx.Proxy):
+            return value
+        return torch.full_like(self.step, float(value))
+
+    def floating(self, value: Value, kind: str) -> Value:
+        """Bool and int tensors enter float ops in the compute dtype."""
+        if isinstance(value, fx.Proxy) and kind != "float":
+            return value.to(self.dtype)
+        return value
+
+    # ---- the graph ------------------------------------------------------------------
+
+    def run(self) -> fx.GraphModule:
+        ir = self.ir
+        for spec in ir.inputs:
+            self.input_proxies[spec.name] = self.placeholder(spec.name)
+        self.step = self.placeholder("step")
+        params = self.placeholder("params") if ir.params else None
+        self.dtype = self.name(self.step.dtype, "dtype")
+        for spec in ir.inputs:
+            proxy = self.input_proxies[spec.name]
+            if spec.dims and self.ir.node(spec.node).type.kind == "float":
+                proxy = self.name(proxy.to(self.dtype), f"{spec.name}_")
+            self.values[spec.node] = proxy
+        self.values[ir.step_node] = self.step
+        if params is not None:
+            params = self.name(params.to(self.dtype), "params_")
+            for index, spec in enumerate(ir.params):
+                given = self.name(params[index], f"{spec.name}_given")
+                self.param_given[spec.node] = given
+        outputs = self.outputs()
+        self.graph.output(tuple(v.node for v in outputs))
+        self.graph.lint()
+        module = fx.GraphModule(torch.nn.Module(), self.graph, class_name=_class_name(ir.name))
+        return module
+
+    param_given: dict[int, Value]
+
+    def outputs(self) -> list[Value]:
+        ir = self.ir
+        terms = [self.tensor(self.floating(self.lower(t.node), self.kind(t.node)))
+                 for t in ir.terms]
+        weights = [self.weight(t.name) for t in ir.terms]
+        loss: Value = 0.0
+        for term, weight in zip(terms, weights, strict=True):
+            loss = loss + weight * term if not isinstance(loss, float) else weight * term
+        loss = self.name(self.tensor(loss), "loss")
+        metrics = [self.lower_metric(m.node) for m in ir.metrics]
+        return [loss, *terms, *weights, *metrics]
+
+    def weight(self, term: str) -> Value:
+        node_id = self.ir.weights[term]
+        value = self.lower(node_id)
+        if not isinstance(value, fx.Proxy):
+            return self.name(self.tensor(value), f"{term}_weight")
+        if self.ir.node(node_id).name is None and value.node.op != "placeholder":
+            return self.name(value, f"{term}_weight")
+        return value
+
+    def kind(self, node_id: int) -> str:
+        return self.ir.node(node_id).type.kind
+
+    def lower(self, node_id: int) -> Value:
+        if node_id in self.values:
+            return self.values[node_id]
+        node = self.ir.node(node_id)
+        args = [self.lower(a) for a in node.args]
+        value = self.emit(node, args)
+        self.values[node_id] = self.name(value, node.name)
+        return self.values[node_id]
+
+    def lower_metric(self, node_id: int) -> Value:
+        """Metrics read what the terms computed through `detach`, so they record no gradient."""
+        if node_id in self.values:
+            return self.detach(node_id)
+        node = self.ir.node(node_id)
+        args = [self.lower_metric(a) for a in node.args]
+        value = self.name(self.emit(node, args), node.name)
+        self.detached[node_id] = value
+        return value
+
+    def detach(self, node_id: int) -> Value:
+        if node_id not in self.detached:
+            value = self.values[node_id]
+            needs = isinstance(value, fx.Proxy) and self.carries_gradient(node_id)
+            self.detached[node_id] = value.detach() if needs else value
+        return self.detached[node_id]
+
+    def carries_gradient(self, node_id: int) -> bool:
+        grads = {spec.node for spec in self.ir.inputs if spec.grad}
+        stack, seen = [node_id], set()
+        while stack:
+            current = stack.pop()
+            if current in grads:
+                return True
+            if current not in seen:
+                seen.add(current)
+                stack.extend(self.ir.node(current).args)
+        return False
+
+    # ---- one node ---------------------------------------------------------------------
+
+    def emit(self, node: Node, args: list[Value]) -> Value:
+        if node.op == "const":
+            value = node.attrs["value"]
+            if node.type.kind == "int" and not math.isinf(value):
+                return int(value)
+            return bool(value) if node.type.kind == "bool" else float(value)
+        if node.op == "alias":
+            return args[0]
+        if node.op == "param":
+            return self.param(node)
+        if node.op in ("input", "step"):
+            raise AssertionError("inputs and step are bound before lowering")
+        op = OPS[node.op]
+        if node.type.kind == "float" and op.group in ("elementwise", "schedule"):
+            args = [self.floating(a, self.kind(i)) for a, i in zip(args, node.args, strict=True)]
+        lowering = LOWERINGS.get(op.lowering)
+        if lowering is not None:
+            return lowering(self, node, args)
+        return _resolve(op.lowering)(*args)
+
+    def param(self, node: Node) -> Value:
+        spec = next(p for p in self.ir.params if p.node == node.id)
+        given = self.param_given[node.id]
+        if spec.default is not None:
+            return given
+        # NaN means "not set": the declared default expression (a schedule) applies.
+        default = self.tensor(self.lower(spec.default_node))
+        return torch.where(torch.isnan(given), default, given)
+
+    # ---- dims -----------------------------------------------------------------------
+
+    def axis(self, dims: tuple, dim: str) -> int:
+        """Dims are last and `...` leads, so a negative axis names a dim at every rank."""
+        return dims.index(dim) - len(dims)
+
+    def dims_of(self, node: Node, arg_index: int = 0) -> tuple:
+        return self.ir.node(node.args[arg_index]).type.dims
+
+    def size_of(self, dim: str) -> Value:
+        for spec in self.ir.inputs:
+            if dim in spec.dims:
+                return self.input_proxies[spec.name].size(self.axis(spec.dims, dim))
+        raise AssertionError(f"dim {dim} has no input")
+
+
+def _resolve(dotted: str) -> Callable[..., Any]:
+    module_name, _, attr = dotted.rpartition(".")
+    module: Any = {"operator": operator, "torch": torch}.get(module_name)
+    if module is None:
+        module = torch
+        for part in module_name.split(".")[1:]:
+            module = getattr(module, part)
+    return getattr(module, attr)
+
+
+def _class_name(spec_name: str) -> str:
+    return "".join(part[:1].upper() + part[1:] for part in spec_name.split("_") if part) or "Loss"
+
+
+# ---- lowerings of composite ops ------------------------------------------------------
+
+Lowering = Callable[[_Lowering, Node, list[Value]], Value]
+LOWERINGS: dict[str, Lowering] = {}
+
+
+def lowering(name: str) -> Callable[[Lowering], Lowering]:
+    def register(fn: Lowering) -> Lowering:
+        LOWERINGS[name] = fn
+        return fn
+
+    return register
+
+
+@lowering("log1mexp")
+def _log1mexp(low: _Lowering, node: Node, args: list[Value]) -> Value:
+    (x,) = args
+    # Mächler (2012): log(-expm1(x)) near 0, log1p(-exp(x)) further out.
+    return torch.where(x > -math.log(2), torch.log(-torch.expm1(x)), torch.log1p(-torch.exp(x)))
+
+
+@lowering("softplus")
+def _softplus(low: _Lowering, node: Node, args: list[Value]) -> Value:
+    (x,) = args
+    x = low.tensor(x)
+    return torch.logaddexp(x, torch.zeros_like(x))  # exact, no linear threshold
+
+
+@lowering("clamp")
+def _clamp(low: _Lowering, node: Node, args: list[Value]) -> Value:
+    x, *bounds = args
+    named = dict(zip([n for n in node.attrs["present"] if n != "x"], bounds, strict=True))
+    if any(isinstance(b, fx.Proxy) for b in named.values()):
+        named = {k: low.tensor(v) for k, v in named.items()}
+    return torch.clamp(low.tensor(x), **named)
+
+
+def _elementwise_extreme(fn: Callable[..., Any], bound: str) -> Lowering:
+    def lower(low: _Lowering, node: Node, args: list[Value]) -> Value:
+        a, b = args
+        if not isinstance(b, fx.Proxy):
+            return torch.clamp(low.tensor(a), **{bound: b})
+        if not isinstance(a, fx.Proxy):
+            return torch.clamp(b, **{bound: a})
+        return fn(a, b)
+
+    return lower
+
+
+LOWERINGS["torch.minimum"] = _elementwise_extreme(torch.minimum, "max")
+LOWERINGS["torch.maximum"] = _elementwise_extreme(torch.maximum, "min")
+
+
+@lowering("detach")
+def _detach(low: _Lowering, node: Node, args: list[Value]) -> Value:
+    (x,) = args
+    return x.detach() if isinstance(x, fx.Proxy) else x
+
+
+@lowering("torch.where")
+def _where(low: _Lowering, node: Node, args: list[Value]) -> Value:
+    condition, a, b = args
+    if not isinstance(a, fx.Proxy) and not isinstance(b, fx.Proxy) and node.type.kind == "float":
+        a = low.tensor(a)
+    return torch.where(condition, a, b)
+
+
+def _unary_tensor(fn: Callable[..., Any]) -> Lowering:
+    return lambda low, node, args: fn(low.tensor(args[0]))
+
+
+for _name in ("exp", "log", "log1p", "expm1", "sqrt", "abs", "square", "sign", "floor", "round",
+              "sigmoid", "tanh", "relu", "cos", "xlogy", "logaddexp"):
+    _fn = getattr(torch, _name)
+    if _name in ("xlogy", "logaddexp"):
+        LOWERINGS[f"torch.{_name}"] = (
+            lambda fn: lambda low, node, args: fn(low.tensor(args[0]), low.tensor(args[1]))
+        )(_fn)
+    else:
+        LOWERINGS[f"torch.{_name}"] = _unary_tensor(_fn)
+LOWERINGS["torch.nn.functional.logsigmoid"] = _unary_tensor(torch.nn.functional.logsigmoid)
+
+
+# reductions: `where=` selects elements; an empty selection gives the identity of the op.
+
+
+def _reduction_parts(low: _Lowering, node: Node, args: list[Value]) -> tuple[Value, Value, dict]:
+    present = node.attrs["present"]
+    x = args[0]
+    mask = args[present.index("where")] if "where" in present else None
+    dims = low.dims_of(node)
+    if mask is not None:
+        from lossdsl.ir.types import broadcast
+
+        dims = broadcast(dims, low.dims_of(node, 1))
+    axes = node.attrs.get("dim")
+    options: dict[str, Any] = {}
+    if axes is not None:
+        options["dim"] = tuple(low.axis(dims, d) for d in axes)
+    if node.attrs.get("keepdim"):
+        options["keepdim"] = True
+    return x, mask, options
+
+
+def _reduce_all_or(fn_name: str, x: Value, options: dict) -> Value:
+    if "dim" not in options:
+        if options.get("keepdim"):
+            return getattr(x, fn_name)(dim=tuple(range(-x.dim(), 0)), keepdim=True)
+        return getattr(x, fn_name)()
+    return getattr(x, fn_name)(**options)
+
+
+def _masked_count(low: _Lowering, x: Value, mask: Value, options: dict) -> Value:
+    selected = mask if x is None else mask.expand_as(x) if isinstance(x, fx.Proxy) else mask
+    return _reduce_all_or("sum", selected.to(low.dtype), options)
+
+
+@lowering("reduce_sum")
+def _sum(low: _Lowering, node: Node, args: list[Value]) -> Value:
+    x, mask, options = _reduction_parts(low, node, args)
+    if low.kind(node.args[0]) == "bool" or node.type.kind == "float":
+        x = low.floating(x, low.kind(node.args[0]))
+    if mask is not None:
+        x = torch.where(mask, low.tensor(x), 0)
+    return _reduce_all_or("sum", low.tensor(x), options)
+
+
+@lowering("reduce_mean")
+def _mean(low: _Lowering, node: Node, args: list[Value]) -> Value:
+    x, mask, options = _reduction_parts(low, node, args)
+    x = low.tensor(low.floating(x, low.kind(node.args[0])))
+    if mask is None:
+        return _reduce_all_or("mean", x, options)
+    total = _reduce_all_or("sum", torch.where(mask, x, 0), options)
+    count = _reduce_all_or("sum", torch.where(mask, torch.ones_like(x), 0), options)
+    return total / torch.clamp(count, min=1)
+
+
+@lowering("reduce_count")
+def _count(low: _Lowering, node: Node, args: list[Value]) -> Value:
+    m, mask, options = _reduction_parts(low, node, args)
+    if mask is not None:
+        m = m & mask
+    return _reduce_all_or("sum", m.to(low.dtype), options)
+
+
+def _extreme(fn_name: str, fill: float) -> Lowering:
+    def lower(low: _Lowering, node: Node, args: list[Value]) -> Value:
+        x, mask, options = _reduction_parts(low, node, args)
+        x = low.tensor(low.floating(x, low.kind(node.args[0])) if mask is not None else x)
+        if mask is not None:
+            x = torch.where(mask, x, fill)
+        return _reduce_all_or(fn_name, x, options)
+
+    return lower
+
+
+LOWERINGS["reduce_max"] = _extreme("amax", -math.inf)
+LOWERINGS["reduce_min"] = _extreme("amin", math.inf)
+
+
+@lowering("reduce_logsumexp")
+def _logsumexp(low: _Lowering, node: Node, args: list[Value]) -> Value:
+    x, mask, options = _reduction_parts(low, node, args)
+    x = low.tensor(low.floating(x, low.kind(node.args[0])))
+    if mask is not None:
+        x = torch.where(mask, x, -math.inf)
+    dim = options.get("dim", tuple(range(-len(low.dims_of(node)), 0)) or ())
+    if not dim:
+        return x
+    return torch.logsumexp(x, dim=dim, keepdim=bool(options.get("keepdim", False)))
+
+
+def _spread(root: bool) -> Lowering:
+    def lower(low: _Lowering, node: Node, args: list[Value]) -> Value:
+        x, mask, options = _reduction_parts(low, node, args)
+        x = low.tensor(low.floating(x, low.kind(node.args[0])))
+        correction = node.attrs.get("correction", 0)
+        keep = {**options, "keepdim": True}
+        if mask is None:
+            mask = torch.ones_like(x, dtype=torch.bool)
+        count = _reduce_all_or("sum", torch.where(mask, torch.ones_like(x), 0), keep)
+        mean = _reduce_all_or("sum", torch.where(mask, x, 0), keep) / torch.clamp(count, min=1)
+        squares = torch.where(mask, torch.square(x - mean), 0)
+        total = _reduce_all_or("sum", squares, options)
+        count = _reduce_all_or("sum", torch.where(mask, torch.ones_like(x), 0), options)
+        variance = total / torch.clamp(count - correction, min=1)
+        return torch.sqrt(variance) if root else variance
+
+    return lower
+
+
+LOWERINGS["reduce_var"] = _spread(False)
+LOWERINGS["reduce_std"] = _spread(True)
+
+
+@lowering("argmax")
+def _argmax(low: _Lowering, node: Node, args: list[Value]) -> Value:
+    (x,) = args
+    axis = low.axis(low.dims_of(node), node.attrs["dim"])
+    return torch.argmax(x, dim=axis, keepdim=bool(node.attrs.get("keepdim", False)))
+
+
+# distributions
+
+
+def _along(fn: Callable[..., Any]) -> Lowering:
+    def lower(low: _Lowering, node: Node, args: list[Value]) -> Value:
+        return fn(low.tensor(args[0]), dim=low.axis(low.dims_of(node), node.attrs["dim"]))
+
+    return lower
+
+
+LOWERINGS["torch.softmax"] = _along(torch.softmax)
+LOWERINGS["torch.log_softmax"] = _along(torch.log_softmax)
+
+
+@lowering("entropy")
+def _entropy(low: _Lowering, node: Node, args: list[Value]) -> Value:
+    axis = low.axis(low.dims_of(node), node.attrs["dim"])
+    logp = torch.log_softmax(low.tensor(args[0]), dim=axis)
+    return -torch.sum(torch.exp(logp) * logp, dim=axis)
+
+
+@lowering("gather")
+def _gather(low: _Lowering, node: Node, args: list[Value]) -> Value:
+    x, index = args
+    axis = low.axis(low.dims_of(node), node.attrs["dim"])
+    picked = torch.gather(low.tensor(x), axis, index.long().unsqueeze(axis))
+    return picked.squeeze(axis)
+
+
+@lowering("one_hot")
+def _one_hot(low: _Lowering, node: Node, args: list[Value]) -> Value:
+    (index,) = args
+    n = node.attrs["n"]
+    classes = n if isinstance(n, int) else low.size_of(n)
+    return torch.nn.functional.one_hot(index.long(), classes).to(low.dtype)
+
+
+@lowering("size")
+def _size(low: _Lowering, node: Node, args: list[Value]) -> Value:
+    return torch.full_like(low.step, 1.0) * low.size_of(node.attrs["dim"])
+
+
+# schedules of `step`
+
+
+def _progress(low: _Lowering, steps: Value, begin: Value) -> Value:
+    since = low.step if isinstance(begin, int | float) and begin == 0 else low.step - begin
+    return torch.clamp(since / steps, 0, 1)
+
+
+@lowering("constant")
+def _constant(low: _Lowering, node: Node, args: list[Value]) -> Value:
+    return low.tensor(args[0])
+
+
+@lowering("linear")
+def _linear(low: _Lowering, node: Node, args: list[Value]) -> Value:
+    start, end, steps, begin = args
+    return start + (end - start) * _progress(low, steps, begin)
+
+
+@lowering("cosine")
+def _cosine(low: _Lowering, node: Node, args: list[Value]) -> Value:
+    start, end, steps, begin = args
+    u = _progress(low, steps, begin)
+    return end + (start - end) * (1 + torch.cos(math.pi * u)) / 2
+
+
+@lowering("exponential")
+def _exponential(low: _Lowering, node: Node, args: list[Value]) -> Value:
+    start, end, steps, begin = args
+    ratio = low.tensor(end / start if not isinstance(end, fx.Proxy) and not isinstance(
+        start, fx.Proxy) else end / start)
+    return start * torch.pow(ratio, _progress(low, steps, begin))
+
+
+@lowering("warmup")
+def _warmup(low: _Lowering, node: Node, args: list[Value]) -> Value:
+    (steps,) = args
+    return torch.clamp(low.step / steps, 0, 1)
+
+
+@lowering("piecewise")
+def _piecewise(low: _Lowering, node: Node, args: list[Value]) -> Value:
+    boundaries, values = node.attrs["boundaries"], node.attrs["values"]
+    value: Value = low.tensor(values[0])
+    for boundary, before, after in zip(boundaries, values, values[1:], strict=False):
+        value = value + (after - before) * (low.step >= boundary).to(low.dtype)
+    return value
+
+
+def lower(ir: SpecIR) -> fx.GraphModule:
+    """The fx graph of a checked spec."""
+    lowering_ = _Lowering(ir)
+    lowering_.param_given = {}
+    return lowering_.run()

@@ -1,0 +1,66 @@
+"""`LossModule`: the runtime contract around a lowered (and maybe compiled) fx graph."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import torch
+from torch import nn
+
+from lossdsl.backend.lowering import lower
+from lossdsl.backend.metadata import spec_metadata
+from lossdsl.ir import SpecIR
+from lossdsl.runtime.core import LossRuntime
+
+Rebuild = Callable[[dict[str, str]], SpecIR]
+
+
+class LossModule(LossRuntime, nn.Module):
+    """A compiled `.loss` spec. Call it with keyword inputs; it returns a `LossOutput`."""
+
+    def __init__(self, ir: SpecIR, rebuild: Rebuild, params: dict[str, Any] | None = None,
+                 compile: bool = False, backend: str = "inductor", mode: str | None = None):
+        nn.Module.__init__(self)
+        self._rebuild = rebuild
+        self._compile_options = (compile, backend, mode)
+        self._install(ir)
+        choices = {k: v for k, v in (params or {}).items() if k in self.SPEC["choices"]}
+        if choices:
+            self._install(rebuild({**self.choices, **choices}))
+        self._init_runtime({k: v for k, v in (params or {}).items() if k not in choices},
+                           compiled=compile)
+
+    def _install(self, ir: SpecIR) -> None:
+        self.ir = ir
+        self.SPEC = spec_metadata(ir)
+        self.graph_module = lower(ir)
+        compile, backend, mode = self._compile_options
+        self._graph = self.graph_module
+        if compile:
+            self._graph = torch.compile(self.graph_module, backend=backend, mode=mode)
+
+    @property
+    def choices(self) -> dict[str, str]:
+        return {name: c["value"] for name, c in self.SPEC["choices"].items()}
+
+    def _set_choice(self, name: str, value: Any) -> None:
+        spec = self.SPEC["choices"][name]
+        if value == spec["value"]:
+            return
+        from lossdsl.runtime.core import InputError
+
+        if value not in spec["choices"]:
+            raise InputError(f"`{name}` must be one of {', '.join(map(repr, spec['choices']))}, "
+                             f"got {value!r}")
+        floats = self._param_floats  # a rebuild keeps the numeric params as they are
+        self._install(self._rebuild({**self.choices, name: value}))
+        self._param_floats = floats
+
+    @property
+    def code(self) -> str:
+        """The generated Python code of the loss graph."""
+        return self.graph_module.code
+
+    def extra_repr(self) -> str:
+        return f"spec={self.SPEC['name']!r}, compiled={self._compiled}"

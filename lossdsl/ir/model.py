@@ -1,0 +1,122 @@
+"""The IR of a spec: pydantic models, expressions as a flat SSA table of typed nodes."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from lossdsl.diagnostics import Span
+from lossdsl.ir.types import Dim, TensorType
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, arbitrary_types_allowed=True)
+
+
+class RangeSpec(_Frozen):
+    """A declared range; bounds are numbers (±inf allowed) or dim names (`[0, V)`)."""
+
+    lo: float | str = -math.inf
+    hi: float | str = math.inf
+    lo_closed: bool = False
+    hi_closed: bool = False
+
+    def __str__(self) -> str:
+        def show(v: float | str) -> str:
+            if isinstance(v, str):
+                return v
+            if math.isinf(v):
+                return "inf" if v > 0 else "-inf"
+            return str(int(v)) if float(v).is_integer() else repr(v)
+
+        return (
+            f"{'[' if self.lo_closed else '('}{show(self.lo)}, "
+            f"{show(self.hi)}{']' if self.hi_closed else ')'}"
+        )
+
+    def contains(self, value: float) -> bool:
+        lo = self.lo if isinstance(self.lo, float | int) else -math.inf
+        hi = self.hi if isinstance(self.hi, float | int) else math.inf
+        if math.isnan(value):
+            return False
+        above = value >= lo if self.lo_closed else value > lo
+        below = value <= hi if self.hi_closed else value < hi
+        return above and below
+
+    def is_empty(self) -> bool:
+        if isinstance(self.lo, str) or isinstance(self.hi, str):
+            return False
+        if self.lo > self.hi:
+            return True
+        return self.lo == self.hi and not (self.lo_closed and self.hi_closed)
+
+
+class Node(_Frozen):
+    """One SSA value: `op` applied to the nodes `args`, with static `attrs`."""
+
+    id: int
+    op: str
+    args: tuple[int, ...] = ()
+    attrs: dict[str, Any] = Field(default_factory=dict)
+    type: TensorType
+    span: Span
+    name: str | None = None  # the spec's name for this value (input, param, let, term, …)
+    via: tuple[str, ...] = ()  # def calls this node was inlined through, innermost last
+
+
+class InputSpec(_Frozen):
+    name: str
+    dtype: str  # as declared: float f64 f32 bf16 f16 int bool
+    dims: tuple[Dim, ...]
+    grad: bool
+    range: RangeSpec | None = None
+    default: float | None = None
+    node: int
+    span: Span
+
+
+class ParamSpec(_Frozen):
+    name: str
+    node: int  # the `param` leaf the graph reads
+    default: float | None  # a plain number, or None when the default is an expression
+    default_node: int  # the default as an expression of numbers, params and `step`
+    range: RangeSpec | None = None
+    span: Span
+
+
+class ChoiceSpec(_Frozen):
+    name: str
+    value: str
+    choices: tuple[str, ...]
+    span: Span
+
+
+class NamedValue(_Frozen):
+    name: str
+    node: int
+    span: Span
+
+
+class SpecIR(_Frozen):
+    name: str
+    doc: str | None = None
+    file: str
+    nodes: tuple[Node, ...]
+    inputs: tuple[InputSpec, ...]
+    params: tuple[ParamSpec, ...]
+    choices: tuple[ChoiceSpec, ...] = ()
+    lets: tuple[NamedValue, ...] = ()
+    terms: tuple[NamedValue, ...] = ()
+    metrics: tuple[NamedValue, ...] = ()
+    weights: dict[str, int]  # term name -> weight node (a scalar of numbers, params, step)
+    objective_span: Span | None = None
+    dims: tuple[str, ...] = ()  # named dims in order of first appearance
+    step_node: int
+
+    def node(self, node_id: int) -> Node:
+        return self.nodes[node_id]
+
+    def input(self, name: str) -> InputSpec:
+        return next(i for i in self.inputs if i.name == name)

@@ -1,0 +1,62 @@
+"""What an op is: one record holding every fact about it. Torch-free."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from lossdsl.ir.types import Dim, Kind, TensorType
+
+REQUIRED = object()  # an argument the caller must give
+
+# Argument kinds: a TENSOR becomes an IR edge; everything else is a static attribute.
+TENSOR = "tensor"
+MASK = "mask"  # a tensor that must be bool (`where=`, the condition of `where`)
+DIM = "dim"  # one dim name
+DIMS = "dims"  # a dim name or a list of them; None means all
+FLAG = "flag"  # true / false
+NUMBER = "number"  # a numeric literal
+NUMBERS = "numbers"  # a list of numeric literals
+SIZE = "size"  # a dim name or an integer literal
+
+
+@dataclass(frozen=True)
+class Arg:
+    name: str
+    kind: str = TENSOR
+    default: Any = REQUIRED  # REQUIRED, None (optional, absent), or a value
+
+    @property
+    def required(self) -> bool:
+        return self.default is REQUIRED
+
+
+ShapeRule = Callable[[list[TensorType], dict[str, Any]], tuple[Dim, ...]]
+DtypeRule = Callable[[list[TensorType], dict[str, Any]], Kind]
+
+
+@dataclass(frozen=True)
+class Op:
+    name: str
+    args: tuple[Arg, ...]
+    shape: ShapeRule
+    dtype: DtypeRule
+    lowering: str  # a torch function's dotted name, or the name of a lowering in the backend
+    group: str  # elementwise | reduction | distribution | shape | schedule | logic | structural
+    doc: str = ""
+    # Facts for the stability analysis (interval rule, domain and poles, curvature,
+    # monotonicity, differentiability, gradient bound) live here too, one record per op.
+    facts: dict[str, Any] = field(default_factory=dict)
+
+    def tensor_args(self) -> tuple[Arg, ...]:
+        return tuple(a for a in self.args if a.kind in (TENSOR, MASK))
+
+    def signature(self) -> str:
+        parts = []
+        for arg in self.args:
+            if arg.required:
+                parts.append(arg.name)
+            else:
+                parts.append(f"{arg.name}={'…' if arg.default is None else arg.default}")
+        return f"{self.name}({', '.join(parts)})"

@@ -1,0 +1,127 @@
+"""Shape and dtype rules the op table is built from."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from lossdsl.ir.types import (
+    DimError,
+    DtypeError,
+    Kind,
+    TensorType,
+    arithmetic_kind,
+    broadcast,
+    promote,
+    reduce_dims,
+)
+
+Types = list[TensorType]
+Attrs = dict[str, Any]
+
+# ---- shapes --------------------------------------------------------------------
+
+
+def same_as_broadcast(types: Types, attrs: Attrs) -> tuple:
+    return broadcast(*(t.dims for t in types))
+
+
+def scalar(types: Types, attrs: Attrs) -> tuple:
+    return ()
+
+
+def reduced(types: Types, attrs: Attrs) -> tuple:
+    dims = broadcast(*(t.dims for t in types))  # the value and its `where=` mask
+    return reduce_dims(dims, attrs.get("dim"), bool(attrs.get("keepdim", False)))
+
+
+def along_one_dim(types: Types, attrs: Attrs) -> tuple:
+    """softmax / log_softmax: same dims, and the dim must be one of them."""
+    reduce_dims(types[0].dims, (attrs["dim"],), False)
+    return types[0].dims
+
+
+def without_dim(types: Types, attrs: Attrs) -> tuple:
+    return reduce_dims(types[0].dims, (attrs["dim"],), False)
+
+
+def gathered(types: Types, attrs: Attrs) -> tuple:
+    source, index = types
+    rest = reduce_dims(source.dims, (attrs["dim"],), False)
+    broadcast(rest, index.dims)  # the index has the dims of the source without `dim`
+    return index.dims
+
+
+def one_hot_dims(types: Types, attrs: Attrs) -> tuple:
+    return (*types[0].dims, attrs["n"])
+
+
+# ---- dtypes --------------------------------------------------------------------
+
+
+def floating(types: Types, attrs: Attrs) -> Kind:
+    return "float"
+
+
+def arithmetic(types: Types, attrs: Attrs) -> Kind:
+    return arithmetic_kind(*types)
+
+
+def keeps_kind(types: Types, attrs: Attrs) -> Kind:
+    """abs, sign, floor, clamp, min/max: ints stay ints; bools become numbers."""
+    kind = promote(*types)
+    return "float" if kind == "bool" else kind
+
+
+def boolean(types: Types, attrs: Attrs) -> Kind:
+    return "bool"
+
+
+def logical(types: Types, attrs: Attrs) -> Kind:
+    for t in types:
+        if t.kind != "bool":
+            raise DtypeError(f"`{attrs.get('_op', 'and/or/not')}` needs bool operands, got {t}")
+    return "bool"
+
+
+def integer(types: Types, attrs: Attrs) -> Kind:
+    return "int"
+
+
+def where_kind(types: Types, attrs: Attrs) -> Kind:
+    condition, a, b = types
+    if condition.kind != "bool":
+        raise DtypeError(f"the condition of where(c, a, b) must be bool, got {condition}")
+    return promote(a, b)
+
+
+def sum_kind(types: Types, attrs: Attrs) -> Kind:
+    return "int" if types[0].kind == "int" else "float"
+
+
+def extreme_kind(types: Types, attrs: Attrs) -> Kind:
+    return "float" if types[0].kind == "bool" else types[0].kind
+
+
+def index_into(types: Types, attrs: Attrs) -> Kind:
+    if types[1].kind != "int":
+        raise DtypeError(f"an index must be int, got {types[1]}")
+    return "float"
+
+
+def int_index(types: Types, attrs: Attrs) -> Kind:
+    if types[0].kind != "int":
+        raise DtypeError(f"an index must be int, got {types[0]}")
+    return "float"
+
+
+def counted(types: Types, attrs: Attrs) -> Kind:
+    if types[0].kind != "bool":
+        raise DtypeError(f"count(m) counts true elements of a bool tensor, got {types[0]}")
+    return "float"
+
+
+__all__ = ["DimError"]
+
+
+def reduced_one(types: Types, attrs: Attrs) -> tuple:
+    return reduce_dims(types[0].dims, (attrs["dim"],), bool(attrs.get("keepdim", False)))

@@ -1,0 +1,66 @@
+"""The front end in one call: text -> AST -> IR -> passes, collecting every diagnostic."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from lossdsl.diagnostics import Diagnostic, LossSpecError, has_errors
+from lossdsl.ir import SpecIR, build
+from lossdsl.ir.loader import display_name, load_text, resolve_reference
+
+Pass = Callable[[SpecIR], tuple[SpecIR, list[Diagnostic]]]
+
+# The passes, in order. Each is a pure function `ir -> (ir, diagnostics)`.
+PIPELINE: list[Pass] = []
+
+
+@dataclass
+class Checked:
+    ir: SpecIR | None
+    diagnostics: list[Diagnostic]
+    sources: dict[str, str] = field(default_factory=dict)
+    file: str = "<string>"
+
+    @property
+    def ok(self) -> bool:
+        return self.ir is not None and not has_errors(self.diagnostics)
+
+    def raise_for_errors(self) -> SpecIR:
+        if not self.ok or self.ir is None:
+            raise LossSpecError(_sorted(self.diagnostics), self.sources)
+        return self.ir
+
+
+def check_text(text: str, file: str = "<string>", base: Path | None = None,
+               choices: dict[str, str] | None = None) -> Checked:
+    loaded = load_text(text, file, base)
+    diagnostics = list(loaded.diagnostics)
+    ir = None
+    if loaded.spec is not None and not has_errors(diagnostics):
+        ir, found = build(loaded.spec, loaded.used, choices)
+        diagnostics += found
+    if ir is not None:
+        for run_pass in PIPELINE:
+            ir, found = run_pass(ir)
+            diagnostics += found
+    return Checked(ir, _sorted(diagnostics), loaded.sources, file)
+
+
+def check_reference(ref: str | Path, choices: dict[str, str] | None = None) -> Checked:
+    """Check a spec given as a path or a standard-library name."""
+    path = ref if isinstance(ref, Path) else resolve_reference(ref)
+    if path is None or not Path(path).is_file():
+        from lossdsl.diagnostics import UNKNOWN_SPAN
+
+        message = f"no spec `{ref}`: not a file, nor a name in the standard library"
+        return Checked(None, [Diagnostic("E105", message, UNKNOWN_SPAN)])
+    path = Path(path)
+    return check_text(path.read_text(), display_name(path), path.parent, choices)
+
+
+def _sorted(diagnostics: list[Diagnostic]) -> list[Diagnostic]:
+    order = {"error": 0, "warning": 1, "info": 2}
+    return sorted(diagnostics, key=lambda d: (order[d.severity], d.span.file, d.span.line,
+                                              d.span.col))

@@ -1,0 +1,1 @@
+"""Independent plain-PyTorch reference implementations, written from papers and frameworks."""
