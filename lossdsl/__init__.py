@@ -12,8 +12,18 @@ from lossdsl.diagnostics import Diagnostic, LossSpecError
 
 __version__ = "0.1.0"
 
-__all__ = ["load", "load_text", "parse", "check", "build_ir", "Diagnostic", "LossSpecError",
-           "InputError", "LossOutput", "__version__"]
+__all__ = [
+    "load",
+    "load_text",
+    "parse",
+    "check",
+    "build_ir",
+    "Diagnostic",
+    "LossSpecError",
+    "InputError",
+    "LossOutput",
+    "__version__",
+]
 
 
 def __getattr__(name: str) -> Any:

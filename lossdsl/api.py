@@ -26,8 +26,13 @@ def build_ir(spec: str | Path, choices: dict[str, str] | None = None) -> SpecIR:
     return check_reference(spec, choices).raise_for_errors()
 
 
-def load(spec: str | Path, params: dict[str, Any] | None = None, compile: bool = False,
-         backend: str = "inductor", mode: str | None = None) -> Any:
+def load(
+    spec: str | Path,
+    params: dict[str, Any] | None = None,
+    compile: bool = False,
+    backend: str = "inductor",
+    mode: str | None = None,
+) -> Any:
     """Compile a spec (a path or a standard-library name) into a `LossModule`."""
     from lossdsl.backend.module import LossModule
 
@@ -40,8 +45,14 @@ def load(spec: str | Path, params: dict[str, Any] | None = None, compile: bool =
     return LossModule(ir, rebuild, params=params, compile=compile, backend=backend, mode=mode)
 
 
-def load_text(text: str, params: dict[str, Any] | None = None, compile: bool = False,
-              backend: str = "inductor", mode: str | None = None, file: str = "<string>") -> Any:
+def load_text(
+    text: str,
+    params: dict[str, Any] | None = None,
+    compile: bool = False,
+    backend: str = "inductor",
+    mode: str | None = None,
+    file: str = "<string>",
+) -> Any:
     """Like `load`, for a spec given as text."""
     from lossdsl.backend.module import LossModule
 

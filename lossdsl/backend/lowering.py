@@ -17,7 +17,6 @@ import torch
 import torch.fx as fx
 
 from lossdsl.ir import Node, SpecIR
-from lossdsl.ir.types import ELLIPSIS
 from lossdsl.ops import OPS
 
 Value = Any  # an fx.Proxy, or a Python number for constants
@@ -31,6 +30,7 @@ class _Lowering:
         self.values: dict[int, Value] = {}
         self.detached: dict[int, Value] = {}
         self.input_proxies: dict[str, fx.Proxy] = {}
+        self.shared: dict[Any, Value] = {}
 
     # ---- plumbing -------------------------------------------------------------------
 
@@ -85,22 +85,28 @@ class _Lowering:
 
     def outputs(self) -> list[Value]:
         ir = self.ir
-        terms = [self.tensor(self.floating(self.lower(t.node), self.kind(t.node)))
-                 for t in ir.terms]
-        weights = [self.weight(t.name) for t in ir.terms]
-        loss: Value = 0.0
-        for term, weight in zip(terms, weights, strict=True):
-            loss = loss + weight * term if not isinstance(loss, float) else weight * term
-        loss = self.name(self.tensor(loss), "loss")
+        terms = [
+            self.tensor(self.floating(self.lower(t.node), self.kind(t.node))) for t in ir.terms
+        ]
+        raw_weights = [self.lower(ir.weights[t.name]) for t in ir.terms]
+        loss: Value = None
+        for term, weight in zip(terms, raw_weights, strict=True):
+            if isinstance(weight, float | int) and weight == 0:
+                continue
+            weighted = term if isinstance(weight, float | int) and weight == 1 else weight * term
+            loss = weighted if loss is None else loss + weighted
+        loss = self.tensor(0.0 if loss is None else loss)
+        if not any(loss is term for term in terms):
+            loss = self.name(loss, "loss")
+        weights = [self.weight(t.name, w) for t, w in zip(ir.terms, raw_weights, strict=True)]
         metrics = [self.lower_metric(m.node) for m in ir.metrics]
         return [loss, *terms, *weights, *metrics]
 
-    def weight(self, term: str) -> Value:
-        node_id = self.ir.weights[term]
-        value = self.lower(node_id)
+    def weight(self, term: str, value: Value) -> Value:
+        """The weight as an output tensor, named `<term>_weight` unless the spec named it."""
         if not isinstance(value, fx.Proxy):
             return self.name(self.tensor(value), f"{term}_weight")
-        if self.ir.node(node_id).name is None and value.node.op != "placeholder":
+        if self.ir.node(self.ir.weights[term]).name is None:
             return self.name(value, f"{term}_weight")
         return value
 
@@ -175,6 +181,13 @@ class _Lowering:
         # NaN means "not set": the declared default expression (a schedule) applies.
         default = self.tensor(self.lower(spec.default_node))
         return torch.where(torch.isnan(given), default, given)
+
+    def log_softmax(self, x: Value, axis: int) -> Value:
+        """One log_softmax per logits and axis, shared by `log_softmax` and `entropy`."""
+        key = (x.node if isinstance(x, fx.Proxy) else x, axis)
+        if key not in self.shared:
+            self.shared[key] = torch.log_softmax(self.tensor(x), dim=axis)
+        return self.shared[key]
 
     # ---- dims -----------------------------------------------------------------------
 
@@ -277,8 +290,24 @@ def _unary_tensor(fn: Callable[..., Any]) -> Lowering:
     return lambda low, node, args: fn(low.tensor(args[0]))
 
 
-for _name in ("exp", "log", "log1p", "expm1", "sqrt", "abs", "square", "sign", "floor", "round",
-              "sigmoid", "tanh", "relu", "cos", "xlogy", "logaddexp"):
+for _name in (
+    "exp",
+    "log",
+    "log1p",
+    "expm1",
+    "sqrt",
+    "abs",
+    "square",
+    "sign",
+    "floor",
+    "round",
+    "sigmoid",
+    "tanh",
+    "relu",
+    "cos",
+    "xlogy",
+    "logaddexp",
+):
     _fn = getattr(torch, _name)
     if _name in ("xlogy", "logaddexp"):
         LOWERINGS[f"torch.{_name}"] = (
@@ -420,13 +449,17 @@ def _along(fn: Callable[..., Any]) -> Lowering:
 
 
 LOWERINGS["torch.softmax"] = _along(torch.softmax)
-LOWERINGS["torch.log_softmax"] = _along(torch.log_softmax)
+
+
+@lowering("torch.log_softmax")
+def _log_softmax(low: _Lowering, node: Node, args: list[Value]) -> Value:
+    return low.log_softmax(args[0], low.axis(low.dims_of(node), node.attrs["dim"]))
 
 
 @lowering("entropy")
 def _entropy(low: _Lowering, node: Node, args: list[Value]) -> Value:
     axis = low.axis(low.dims_of(node), node.attrs["dim"])
-    logp = torch.log_softmax(low.tensor(args[0]), dim=axis)
+    logp = low.log_softmax(args[0], axis)
     return -torch.sum(torch.exp(logp) * logp, dim=axis)
 
 
@@ -480,8 +513,11 @@ def _cosine(low: _Lowering, node: Node, args: list[Value]) -> Value:
 @lowering("exponential")
 def _exponential(low: _Lowering, node: Node, args: list[Value]) -> Value:
     start, end, steps, begin = args
-    ratio = low.tensor(end / start if not isinstance(end, fx.Proxy) and not isinstance(
-        start, fx.Proxy) else end / start)
+    ratio = low.tensor(
+        end / start
+        if not isinstance(end, fx.Proxy) and not isinstance(start, fx.Proxy)
+        else end / start
+    )
     return start * torch.pow(ratio, _progress(low, steps, begin))
 
 

@@ -12,13 +12,16 @@ def spec_metadata(ir: SpecIR) -> dict[str, Any]:
     return {
         "name": ir.name,
         "inputs": [
-            {"name": i.name, "dtype": i.dtype, "dims": list(i.dims), "grad": i.grad,
-             "default": i.default}
+            {
+                "name": i.name,
+                "dtype": i.dtype,
+                "dims": list(i.dims),
+                "grad": i.grad,
+                "default": i.default,
+            }
             for i in ir.inputs
         ],
-        "params": [
-            {"name": p.name, "default": p.default, "range": _range(p)} for p in ir.params
-        ],
+        "params": [{"name": p.name, "default": p.default, "range": _range(p)} for p in ir.params],
         "choices": {c.name: {"value": c.value, "choices": list(c.choices)} for c in ir.choices},
         "terms": [t.name for t in ir.terms],
         "metrics": [m.name for m in ir.metrics],

@@ -19,8 +19,15 @@ Rebuild = Callable[[dict[str, str]], SpecIR]
 class LossModule(LossRuntime, nn.Module):
     """A compiled `.loss` spec. Call it with keyword inputs; it returns a `LossOutput`."""
 
-    def __init__(self, ir: SpecIR, rebuild: Rebuild, params: dict[str, Any] | None = None,
-                 compile: bool = False, backend: str = "inductor", mode: str | None = None):
+    def __init__(
+        self,
+        ir: SpecIR,
+        rebuild: Rebuild,
+        params: dict[str, Any] | None = None,
+        compile: bool = False,
+        backend: str = "inductor",
+        mode: str | None = None,
+    ):
         nn.Module.__init__(self)
         self._rebuild = rebuild
         self._compile_options = (compile, backend, mode)
@@ -28,8 +35,9 @@ class LossModule(LossRuntime, nn.Module):
         choices = {k: v for k, v in (params or {}).items() if k in self.SPEC["choices"]}
         if choices:
             self._install(rebuild({**self.choices, **choices}))
-        self._init_runtime({k: v for k, v in (params or {}).items() if k not in choices},
-                           compiled=compile)
+        self._init_runtime(
+            {k: v for k, v in (params or {}).items() if k not in choices}, compiled=compile
+        )
 
     def _install(self, ir: SpecIR) -> None:
         self.ir = ir
@@ -51,8 +59,9 @@ class LossModule(LossRuntime, nn.Module):
         from lossdsl.runtime.core import InputError
 
         if value not in spec["choices"]:
-            raise InputError(f"`{name}` must be one of {', '.join(map(repr, spec['choices']))}, "
-                             f"got {value!r}")
+            raise InputError(
+                f"`{name}` must be one of {', '.join(map(repr, spec['choices']))}, got {value!r}"
+            )
         floats = self._param_floats  # a rebuild keeps the numeric params as they are
         self._install(self._rebuild({**self.choices, name: value}))
         self._param_floats = floats

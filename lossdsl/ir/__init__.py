@@ -4,5 +4,14 @@ from lossdsl.ir.builder import build
 from lossdsl.ir.model import ChoiceSpec, InputSpec, NamedValue, Node, ParamSpec, RangeSpec, SpecIR
 from lossdsl.ir.types import TensorType
 
-__all__ = ["build", "SpecIR", "Node", "InputSpec", "ParamSpec", "ChoiceSpec", "NamedValue",
-           "RangeSpec", "TensorType"]
+__all__ = [
+    "build",
+    "SpecIR",
+    "Node",
+    "InputSpec",
+    "ParamSpec",
+    "ChoiceSpec",
+    "NamedValue",
+    "RangeSpec",
+    "TensorType",
+]

@@ -26,8 +26,15 @@ from lossdsl.ops import (
 from lossdsl.ops.op import DIM, DIMS, FLAG, MASK, NUMBER, NUMBERS, SIZE, TENSOR
 from lossdsl.syntax import ast
 
-DTYPES = {"float": "float", "f64": "float", "f32": "float", "bf16": "float", "f16": "float",
-          "int": "int", "bool": "bool"}
+DTYPES = {
+    "float": "float",
+    "f64": "float",
+    "f32": "float",
+    "bf16": "float",
+    "f16": "float",
+    "int": "int",
+    "bool": "bool",
+}
 BUILTIN_VALUES = {"step", "inf", "pi"}
 SCALAR_FLOAT = TensorType("float", ())
 
@@ -63,8 +70,9 @@ class _Scope:
     misuse_code: str = "E201"  # what using an input there is: E203 inside a weight
 
 
-def build(spec: ast.SpecAST, used: list[ast.SpecAST], choices: dict[str, str] | None = None
-          ) -> tuple[SpecIR | None, list[Diagnostic]]:
+def build(
+    spec: ast.SpecAST, used: list[ast.SpecAST], choices: dict[str, str] | None = None
+) -> tuple[SpecIR | None, list[Diagnostic]]:
     """Build the IR of `spec`; `choices` overrides static-choice params."""
     builder = _Builder(spec, used, choices or {})
     ir = builder.run()
@@ -108,28 +116,59 @@ class _Builder:
         if any(d.severity == "error" for d in self.diagnostics):
             return None
         return SpecIR(
-            name=self.spec.name, doc=self.spec.doc, file=self.spec.file, nodes=tuple(self.nodes),
-            inputs=tuple(self.inputs), params=tuple(self.params),
+            name=self.spec.name,
+            doc=self.spec.doc,
+            file=self.spec.file,
+            nodes=tuple(self.nodes),
+            inputs=tuple(self.inputs),
+            params=tuple(self.params),
             choices=tuple(self.choices.values()),
-            lets=tuple(named["let"]), terms=tuple(named["term"]), metrics=tuple(named["metric"]),
-            weights=weights, objective_span=objective_span, dims=tuple(self.dims),
+            lets=tuple(named["let"]),
+            terms=tuple(named["term"]),
+            metrics=tuple(named["metric"]),
+            weights=weights,
+            objective_span=objective_span,
+            dims=tuple(self.dims),
             step_node=self.step_node,
         )
 
     def decls(self, kind: type) -> list[Any]:
         return [d for d in self.spec.decls if isinstance(d, kind)]
 
-    def error(self, code: str, message: str, span: Span, fix: str | None = None,
-              scope: _Scope | None = None, notes: tuple[str, ...] = ()) -> None:
+    def error(
+        self,
+        code: str,
+        message: str,
+        span: Span,
+        fix: str | None = None,
+        scope: _Scope | None = None,
+        notes: tuple[str, ...] = (),
+    ) -> None:
         if scope is not None and scope.calls:
             message += " (in " + ", ".join(c.describe() for c in reversed(scope.calls)) + ")"
         self.diagnostics.append(Diagnostic(code, message, span, fix, notes))
 
-    def add(self, op: str, args: tuple[int, ...], attrs: dict[str, Any], type_: TensorType,
-            span: Span, name: str | None = None, scope: _Scope | None = None) -> int:
+    def add(
+        self,
+        op: str,
+        args: tuple[int, ...],
+        attrs: dict[str, Any],
+        type_: TensorType,
+        span: Span,
+        name: str | None = None,
+        scope: _Scope | None = None,
+    ) -> int:
         via = tuple(c.describe() for c in scope.calls) if scope else ()
-        node = Node(id=len(self.nodes), op=op, args=args, attrs=attrs, type=type_, span=span,
-                    name=name, via=via)
+        node = Node(
+            id=len(self.nodes),
+            op=op,
+            args=args,
+            attrs=attrs,
+            type=type_,
+            span=span,
+            name=name,
+            via=via,
+        )
         self.nodes.append(node)
         return node.id
 
@@ -147,13 +186,20 @@ class _Builder:
                     first = self.defs[decl.name]
                     if first is decl:
                         continue
-                    self.error("E102", f"def `{decl.name}` is defined twice (first at "
-                               f"{first.name_span})", decl.name_span,
-                               fix=f"rename one of the two `{decl.name}` defs")
+                    self.error(
+                        "E102",
+                        f"def `{decl.name}` is defined twice (first at {first.name_span})",
+                        decl.name_span,
+                        fix=f"rename one of the two `{decl.name}` defs",
+                    )
                     continue
                 if decl.name in OPS and decl.name not in ("minimum", "maximum"):
-                    self.error("E102", f"def `{decl.name}` has the name of a built-in op",
-                               decl.name_span, fix=f"rename it, e.g. `my_{decl.name}`")
+                    self.error(
+                        "E102",
+                        f"def `{decl.name}` has the name of a built-in op",
+                        decl.name_span,
+                        fix=f"rename it, e.g. `my_{decl.name}`",
+                    )
                     continue
                 self.defs[decl.name] = decl
         self.check_recursion()
@@ -165,8 +211,12 @@ class _Builder:
             if path is not None:
                 span = _find_call_span(decl.body, path[1]) or decl.name_span
                 chain = " -> ".join(path)
-                self.error("E106", f"def `{name}` is recursive: {chain}", span,
-                           fix="defs are inlined and cannot call themselves; unroll it")
+                self.error(
+                    "E106",
+                    f"def `{name}` is recursive: {chain}",
+                    span,
+                    fix="defs are inlined and cannot call themselves; unroll it",
+                )
         self.recursive = {n for n in self.defs if _cycle_from(n, calls) is not None}
 
     def collect_values(self) -> None:
@@ -174,13 +224,21 @@ class _Builder:
             if isinstance(decl, ast.InputDecl | ast.ParamDecl | ast.ValueDecl):
                 name, span = decl.name, decl.name_span
                 if name in BUILTIN_VALUES:
-                    self.error("E102", f"`{name}` is a built-in value and cannot be redefined",
-                               span, fix=f"rename it, e.g. `{name}_value`")
+                    self.error(
+                        "E102",
+                        f"`{name}` is a built-in value and cannot be redefined",
+                        span,
+                        fix=f"rename it, e.g. `{name}_value`",
+                    )
                 elif name in self.values:
                     first = self.values[name]
                     first_span = getattr(first, "name_span", first.span)
-                    self.error("E102", f"`{name}` is defined twice (first at {first_span})", span,
-                               fix=f"rename one of the two `{name}`s")
+                    self.error(
+                        "E102",
+                        f"`{name}` is defined twice (first at {first_span})",
+                        span,
+                        fix=f"rename one of the two `{name}`s",
+                    )
                 else:
                     self.values[name] = decl
 
@@ -192,23 +250,46 @@ class _Builder:
             kind = DTYPES.get(decl.dtype)
             if kind is None:
                 close = difflib.get_close_matches(decl.dtype, list(DTYPES), n=1)
-                self.error("E101", f"unknown dtype `{decl.dtype}` of input `{decl.name}` "
-                           f"(expected one of {', '.join(DTYPES)})", decl.dtype_span,
-                           fix=f"`{close[0]}`" if close else None)
+                self.error(
+                    "E101",
+                    f"unknown dtype `{decl.dtype}` of input `{decl.name}` "
+                    f"(expected one of {', '.join(DTYPES)})",
+                    decl.dtype_span,
+                    fix=f"`{close[0]}`" if close else None,
+                )
                 continue
             if dims is None:
                 continue
             rng = self.range_spec(decl.range)
             default = self.input_default(decl, kind)
-            node = self.add("input", (), {"name": decl.name}, TensorType(kind, dims),  # type: ignore[arg-type]
-                            decl.name_span, name=decl.name)
+            node = self.add(
+                "input",
+                (),
+                {"name": decl.name},
+                TensorType(kind, dims),  # type: ignore[arg-type]
+                decl.name_span,
+                name=decl.name,
+            )
             self.value_nodes[decl.name] = node
-            self.inputs.append(InputSpec(name=decl.name, dtype=decl.dtype, dims=dims,
-                                         grad=decl.grad, range=rng, default=default, node=node,
-                                         span=decl.span))
+            self.inputs.append(
+                InputSpec(
+                    name=decl.name,
+                    dtype=decl.dtype,
+                    dims=dims,
+                    grad=decl.grad,
+                    range=rng,
+                    default=default,
+                    node=node,
+                    span=decl.span,
+                )
+            )
             if decl.grad and kind != "float":
-                self.error("E201", f"input `{decl.name}` is {decl.dtype} and cannot receive "
-                           "gradients; only float inputs can be `grad`", decl.dtype_span)
+                self.error(
+                    "E201",
+                    f"input `{decl.name}` is {decl.dtype} and cannot receive "
+                    "gradients; only float inputs can be `grad`",
+                    decl.dtype_span,
+                )
 
     def input_dims(self, decl: ast.InputDecl) -> tuple | None:
         dims: list = []
@@ -219,8 +300,12 @@ class _Builder:
                 ok = False
             elif isinstance(dim.value, str) and dim.value != ELLIPSIS:
                 if dim.value in dims:
-                    self.error("E104", f"dim {dim.value} appears twice in input `{decl.name}`",
-                               dim.span, fix="name the second one differently")
+                    self.error(
+                        "E104",
+                        f"dim {dim.value} appears twice in input `{decl.name}`",
+                        dim.span,
+                        fix="name the second one differently",
+                    )
                     ok = False
                 if dim.value not in self.dims:
                     self.dims.append(dim.value)
@@ -232,12 +317,19 @@ class _Builder:
             return None
         value = _literal_number(decl.default)
         if value is None:
-            self.error("E201", f"the default of input `{decl.name}` must be a number "
-                       "(`= 1` for an all-ones mask, `= 0`)", decl.default.span)
+            self.error(
+                "E201",
+                f"the default of input `{decl.name}` must be a number "
+                "(`= 1` for an all-ones mask, `= 0`)",
+                decl.default.span,
+            )
             return None
         if kind == "bool" and value not in (0, 1):
-            self.error("E201", f"bool input `{decl.name}` can default to 0 or 1 only, not {value}",
-                       decl.default.span)
+            self.error(
+                "E201",
+                f"bool input `{decl.name}` can default to 0 or 1 only, not {value}",
+                decl.default.span,
+            )
         return value
 
     def range_spec(self, rng: ast.Range | None) -> RangeSpec | None:
@@ -251,8 +343,9 @@ class _Builder:
                 if name not in self.dims:
                     self.suggest_dim(name, bound.span)
             bounds.append(value)
-        spec = RangeSpec(lo=bounds[0], hi=bounds[1], lo_closed=rng.lo_closed,
-                         hi_closed=rng.hi_closed)
+        spec = RangeSpec(
+            lo=bounds[0], hi=bounds[1], lo_closed=rng.lo_closed, hi_closed=rng.hi_closed
+        )
         if spec.is_empty():
             self.error("E204", f"the range {spec} is empty", rng.span)
         return spec
@@ -260,8 +353,12 @@ class _Builder:
     def suggest_dim(self, name: str, span: Span) -> None:
         close = difflib.get_close_matches(name, self.dims, n=1)
         known = ", ".join(self.dims) or "none declared"
-        self.error("E104", f"unknown dim `{name}` (dims of the inputs: {known})", span,
-                   fix=f"`{close[0]}`" if close else None)
+        self.error(
+            "E104",
+            f"unknown dim `{name}` (dims of the inputs: {known})",
+            span,
+            fix=f"`{close[0]}`" if close else None,
+        )
 
     def declare_choices(self) -> None:
         for decl in self.decls(ast.ParamDecl):
@@ -269,14 +366,23 @@ class _Builder:
                 continue
             assert decl.choice is not None
             if decl.choice not in decl.choices:
-                self.error("E204", f"static choice `{decl.name}` = \"{decl.choice}\" is not one "
-                           f"of {{{', '.join(repr(c) for c in decl.choices)}}}", decl.span)
+                self.error(
+                    "E204",
+                    f'static choice `{decl.name}` = "{decl.choice}" is not one '
+                    f"of {{{', '.join(repr(c) for c in decl.choices)}}}",
+                    decl.span,
+                )
             value = self.choice_overrides.get(decl.name, decl.choice)
             if value not in decl.choices:
-                self.error("E204", f"static choice `{decl.name}` cannot be \"{value}\": expected "
-                           f"one of {', '.join(decl.choices)}", decl.span)
-            self.choices[decl.name] = ChoiceSpec(name=decl.name, value=value,
-                                                 choices=decl.choices, span=decl.span)
+                self.error(
+                    "E204",
+                    f'static choice `{decl.name}` cannot be "{value}": expected '
+                    f"one of {', '.join(decl.choices)}",
+                    decl.span,
+                )
+            self.choices[decl.name] = ChoiceSpec(
+                name=decl.name, value=value, choices=decl.choices, span=decl.span
+            )
 
     def declare_param(self, decl: ast.ParamDecl) -> int:
         assert decl.value is not None
@@ -289,14 +395,27 @@ class _Builder:
             if folded is None:
                 default = None
         if rng is not None and default is not None and not rng.contains(default):
-            self.error("E204", f"param `{decl.name}` = {_show(default)} is outside its range {rng}",
-                       decl.value.span, fix=f"choose a value in {rng}")
+            self.error(
+                "E204",
+                f"param `{decl.name}` = {_show(default)} is outside its range {rng}",
+                decl.value.span,
+                fix=f"choose a value in {rng}",
+            )
         if self.type_of(default_node).dims != ():
             self.error("E201", f"param `{decl.name}` must be a scalar", decl.value.span)
-        node = self.add("param", (), {"name": decl.name}, SCALAR_FLOAT, decl.name_span,
-                        name=decl.name)
-        self.params.append(ParamSpec(name=decl.name, node=node, default=default,
-                                     default_node=default_node, range=rng, span=decl.span))
+        node = self.add(
+            "param", (), {"name": decl.name}, SCALAR_FLOAT, decl.name_span, name=decl.name
+        )
+        self.params.append(
+            ParamSpec(
+                name=decl.name,
+                node=node,
+                default=default,
+                default_node=default_node,
+                range=rng,
+                span=decl.span,
+            )
+        )
         return node
 
     def fold(self, node_id: int) -> float | None:
@@ -307,8 +426,13 @@ class _Builder:
         import operator
 
         unary = {"neg": operator.neg}
-        binary = {"add": operator.add, "sub": operator.sub, "mul": operator.mul,
-                  "div": _safe_div, "pow": _safe_pow}
+        binary = {
+            "add": operator.add,
+            "sub": operator.sub,
+            "mul": operator.mul,
+            "div": _safe_div,
+            "pow": _safe_pow,
+        }
         values = [self.fold(a) for a in node.args]
         if any(v is None for v in values):
             return None
@@ -328,7 +452,7 @@ class _Builder:
         if decl is None or isinstance(decl, ast.InputDecl):
             return None
         if name in self.in_progress:
-            cycle = " -> ".join([*self.in_progress[self.in_progress.index(name):], name])
+            cycle = " -> ".join([*self.in_progress[self.in_progress.index(name) :], name])
             self.error("E106", f"`{name}` is defined in terms of itself: {cycle}", span)
             raise _Failed
         self.in_progress.append(name)
@@ -361,11 +485,23 @@ class _Builder:
         """Build an expression; raises _Failed after reporting an error inside it."""
         if isinstance(e, ast.Number):
             kind = "int" if e.is_int else "float"
-            return self.add("const", (), {"value": e.value}, TensorType(kind, (), weak=True),  # type: ignore[arg-type]
-                            e.span, scope=scope)
+            return self.add(
+                "const",
+                (),
+                {"value": e.value},
+                TensorType(kind, (), weak=True),  # type: ignore[arg-type]
+                e.span,
+                scope=scope,
+            )
         if isinstance(e, ast.Bool):
-            return self.add("const", (), {"value": e.value}, TensorType("bool", (), weak=True),
-                            e.span, scope=scope)
+            return self.add(
+                "const",
+                (),
+                {"value": e.value},
+                TensorType("bool", (), weak=True),
+                e.span,
+                scope=scope,
+            )
         if isinstance(e, ast.Name):
             return self.name(e, scope)
         if isinstance(e, ast.Unary):
@@ -378,8 +514,12 @@ class _Builder:
         if isinstance(e, ast.Call):
             return self.call(e, scope)
         if isinstance(e, ast.ListExpr):
-            self.error("E201", "a list is only allowed as `dim=[…]` or in piecewise(…)", e.span,
-                       scope=scope)
+            self.error(
+                "E201",
+                "a list is only allowed as `dim=[…]` or in piecewise(…)",
+                e.span,
+                scope=scope,
+            )
             raise _Failed
         raise AssertionError(f"unknown expression {e!r}")
 
@@ -387,31 +527,55 @@ class _Builder:
         if e.id in scope.locals:
             bound = scope.locals[e.id]
             if isinstance(bound, _DimAlias):
-                self.error("E201", f"`{e.id}` names the dim {bound.name}, not a value", e.span,
-                           fix=f"size({e.id})", scope=scope)
+                self.error(
+                    "E201",
+                    f"`{e.id}` names the dim {bound.name}, not a value",
+                    e.span,
+                    fix=f"size({e.id})",
+                    scope=scope,
+                )
                 raise _Failed
             return bound
         if e.id == "step":
             return self.step_node
         if e.id in ("inf", "pi"):
             value = math.inf if e.id == "inf" else math.pi
-            return self.add("const", (), {"value": value}, TensorType("float", (), weak=True),
-                            e.span, scope=scope)
+            return self.add(
+                "const",
+                (),
+                {"value": value},
+                TensorType("float", (), weak=True),
+                e.span,
+                scope=scope,
+            )
         if scope.in_def is not None and (e.id in self.values):
-            self.error("E101", f"def `{scope.in_def}` cannot see `{e.id}`: a def sees only its "
-                       "arguments, other defs and built-ins", e.span,
-                       fix=f"pass `{e.id}` as an argument of `{scope.in_def}`", scope=scope)
+            self.error(
+                "E101",
+                f"def `{scope.in_def}` cannot see `{e.id}`: a def sees only its "
+                "arguments, other defs and built-ins",
+                e.span,
+                fix=f"pass `{e.id}` as an argument of `{scope.in_def}`",
+                scope=scope,
+            )
             raise _Failed
         if e.id in self.choices:
-            self.error("E201", f"`{e.id}` is a static choice; use it as select({e.id}, …)",
-                       e.span, scope=scope)
+            self.error(
+                "E201",
+                f"`{e.id}` is a static choice; use it as select({e.id}, …)",
+                e.span,
+                scope=scope,
+            )
             raise _Failed
         decl = self.values.get(e.id)
         if decl is not None:
             if scope.params_only and not isinstance(decl, ast.ParamDecl):
                 what = "an input" if isinstance(decl, ast.InputDecl) else f"a {decl.kind}"  # type: ignore[union-attr]
-                self.error(scope.misuse_code, f"`{e.id}` is {what}; this value may only use "
-                           "numbers, params and step", e.span, scope=scope)
+                self.error(
+                    scope.misuse_code,
+                    f"`{e.id}` is {what}; this value may only use numbers, params and step",
+                    e.span,
+                    scope=scope,
+                )
                 raise _Failed
             node = self.value_of(e.id, e.span, scope)
             if node is None:
@@ -422,19 +586,24 @@ class _Builder:
 
     def unknown_name(self, name: str, span: Span, scope: _Scope, callable_: bool = False) -> None:
         if name in RESERVED:
-            self.error("E101", f"`{name}` is not available yet", span, scope=scope,
-                       notes=(f"note: {RESERVED[name]}",))
+            self.error(
+                "E101",
+                f"`{name}` is not available yet",
+                span,
+                scope=scope,
+                notes=(f"note: {RESERVED[name]}",),
+            )
             return
         if name in self.dims and not callable_:
-            self.error("E101", f"`{name}` is a dim, not a value", span, fix=f"size({name})",
-                       scope=scope)
+            self.error(
+                "E101", f"`{name}` is a dim, not a value", span, fix=f"size({name})", scope=scope
+            )
             return
         if callable_:
             known = [*CALLABLE_NAMES, *self.defs]
             what = "op or def"
         else:
-            known = [*scope.locals, *(self.values if scope.in_def is None else ()),
-                     *BUILTIN_VALUES]
+            known = [*scope.locals, *(self.values if scope.in_def is None else ()), *BUILTIN_VALUES]
             what = "name"
         close = difflib.get_close_matches(name, known, n=1, cutoff=0.6)
         fix = f"did you mean `{close[0]}`?" if close else None
@@ -449,8 +618,23 @@ class _Builder:
         if e.func in ELEMENTWISE_FORM and len(e.args) == 2 and not e.kwargs:
             op_name = ELEMENTWISE_FORM[e.func]
         op = OPS.get(op_name)
-        if op is None or op_name in ("add", "sub", "mul", "div", "pow", "neg", "not", "and",
-                                     "or", "lt", "le", "gt", "ge", "eq", "ne"):
+        if op is None or op_name in (
+            "add",
+            "sub",
+            "mul",
+            "div",
+            "pow",
+            "neg",
+            "not",
+            "and",
+            "or",
+            "lt",
+            "le",
+            "gt",
+            "ge",
+            "eq",
+            "ne",
+        ):
             self.unknown_name(e.func, e.func_span, scope, callable_=True)
             raise _Failed
         bound = self.bind_arguments(op, e, scope)
@@ -464,16 +648,24 @@ class _Builder:
                     if value is None:
                         if arg.default is None:
                             continue
-                        tensors.append(self.add("const", (), {"value": arg.default},
-                                                TensorType("int", (), weak=True), e.span,
-                                                scope=scope))
+                        tensors.append(
+                            self.add(
+                                "const",
+                                (),
+                                {"value": arg.default},
+                                TensorType("int", (), weak=True),
+                                e.span,
+                                scope=scope,
+                            )
+                        )
                         attrs.setdefault("present", []).append(arg.name)
                         continue
                     tensors.append(self.expr(value, scope))
                     attrs.setdefault("present", []).append(arg.name)
                 else:
-                    attrs[arg.name] = self.static_argument(op, arg.kind, arg.name, value,
-                                                           arg.default, e, scope)
+                    attrs[arg.name] = self.static_argument(
+                        op, arg.kind, arg.name, value, arg.default, e, scope
+                    )
             except _Failed:
                 failed = True
         if failed:
@@ -486,8 +678,13 @@ class _Builder:
         names = [a.name for a in op.args]
         bound: dict[str, ast.Expr] = {}
         if len(e.args) > len(names):
-            self.error("E103", f"{op.name}() takes at most {len(names)} arguments, "
-                       f"got {len(e.args)}", e.span, fix=op.signature(), scope=scope)
+            self.error(
+                "E103",
+                f"{op.name}() takes at most {len(names)} arguments, got {len(e.args)}",
+                e.span,
+                fix=op.signature(),
+                scope=scope,
+            )
             raise _Failed
         for name, value in zip(names, e.args, strict=False):
             bound[name] = value
@@ -495,23 +692,46 @@ class _Builder:
             if kw.name not in names:
                 close = difflib.get_close_matches(kw.name, names, n=1)
                 hint = f"; did you mean `{close[0]}=`?" if close else ""
-                self.error("E103", f"{op.name}() has no argument `{kw.name}`{hint}", kw.span,
-                           fix=op.signature(), scope=scope)
+                self.error(
+                    "E103",
+                    f"{op.name}() has no argument `{kw.name}`{hint}",
+                    kw.span,
+                    fix=op.signature(),
+                    scope=scope,
+                )
                 raise _Failed
             if kw.name in bound:
-                self.error("E103", f"{op.name}() got `{kw.name}` twice", kw.span,
-                           fix=op.signature(), scope=scope)
+                self.error(
+                    "E103",
+                    f"{op.name}() got `{kw.name}` twice",
+                    kw.span,
+                    fix=op.signature(),
+                    scope=scope,
+                )
                 raise _Failed
             bound[kw.name] = kw.value
         missing = [a.name for a in op.args if a.required and a.name not in bound]
         if missing:
-            self.error("E103", f"{op.name}() needs `{'`, `'.join(missing)}`", e.span,
-                       fix=op.signature(), scope=scope)
+            self.error(
+                "E103",
+                f"{op.name}() needs `{'`, `'.join(missing)}`",
+                e.span,
+                fix=op.signature(),
+                scope=scope,
+            )
             raise _Failed
         return bound
 
-    def static_argument(self, op: Op, kind: str, name: str, value: ast.Expr | None,
-                        default: Any, call: ast.Call, scope: _Scope) -> Any:
+    def static_argument(
+        self,
+        op: Op,
+        kind: str,
+        name: str,
+        value: ast.Expr | None,
+        default: Any,
+        call: ast.Call,
+        scope: _Scope,
+    ) -> Any:
         if value is None:
             return default
         if kind in (DIM, DIMS):
@@ -521,21 +741,27 @@ class _Builder:
         if kind == FLAG:
             if isinstance(value, ast.Bool):
                 return value.value
-            self.error("E201", f"`{name}=` of {op.name}() takes true or false", value.span,
-                       scope=scope)
+            self.error(
+                "E201", f"`{name}=` of {op.name}() takes true or false", value.span, scope=scope
+            )
             raise _Failed
         if kind == NUMBER:
             number = _literal_number(value)
             if number is None:
-                self.error("E201", f"`{name}=` of {op.name}() takes a number", value.span,
-                           scope=scope)
+                self.error(
+                    "E201", f"`{name}=` of {op.name}() takes a number", value.span, scope=scope
+                )
                 raise _Failed
             return number
         if kind == NUMBERS:
             numbers = [_literal_number(i) for i in getattr(value, "items", ())]
             if not isinstance(value, ast.ListExpr) or any(n is None for n in numbers):
-                self.error("E201", f"`{name}` of {op.name}() takes a list of numbers [a, b, …]",
-                           value.span, scope=scope)
+                self.error(
+                    "E201",
+                    f"`{name}` of {op.name}() takes a list of numbers [a, b, …]",
+                    value.span,
+                    scope=scope,
+                )
                 raise _Failed
             return tuple(numbers)
         if kind == SIZE:
@@ -553,30 +779,49 @@ class _Builder:
                 return name
             self.suggest_dim(name, value.span)
             raise _Failed
-        self.error("E104", f"{op.name}() expects a dim name here (like `dim=V`)", value.span,
-                   scope=scope)
+        self.error(
+            "E104", f"{op.name}() expects a dim name here (like `dim=V`)", value.span, scope=scope
+        )
         raise _Failed
 
-    def apply(self, op: Op, args: list[int], attrs: dict[str, Any], span: Span,
-              scope: _Scope) -> int:
+    def apply(
+        self, op: Op, args: list[int], attrs: dict[str, Any], span: Span, scope: _Scope
+    ) -> int:
         types = [self.type_of(a) for a in args]
         if scope.params_only and op.group in ("reduction", "distribution"):
-            self.error("E201", f"{op.name}() needs tensors; a param's value or a weight may only "
-                       "use numbers, params, step and schedules", span, scope=scope)
+            self.error(
+                "E201",
+                f"{op.name}() needs tensors; a param's value or a weight may only "
+                "use numbers, params, step and schedules",
+                span,
+                scope=scope,
+            )
             raise _Failed
         for arg, t in zip(self.present_args(op, attrs), types, strict=False):
             if arg.kind == MASK and t.kind != "bool":
-                self.error("E201", f"`{arg.name}` of {op.name}() must be bool, got {t}", span,
-                           fix=f"compare it, e.g. `{arg.name}=x > 0`", scope=scope)
+                self.error(
+                    "E201",
+                    f"`{arg.name}` of {op.name}() must be bool, got {t}",
+                    span,
+                    fix=f"compare it, e.g. `{arg.name}=x > 0`",
+                    scope=scope,
+                )
                 raise _Failed
         try:
             kind = op.dtype(types, {**attrs, "_op": op.name})
             dims = op.shape(types, attrs)
         except ShapeError as error:
-            shown = ", ".join(f"{self.describe(a)} is {t}" for a, t in zip(args, types,
-                                                                            strict=False))
-            self.error("E200", f"shapes do not broadcast in {op.name}: {error}", span,
-                       notes=(shown,), fix=_broadcast_fix(types), scope=scope)
+            shown = ", ".join(
+                f"{self.describe(a)} is {t}" for a, t in zip(args, types, strict=False)
+            )
+            self.error(
+                "E200",
+                f"shapes do not broadcast in {op.name}: {error}",
+                span,
+                notes=(shown,),
+                fix=_broadcast_fix(types),
+                scope=scope,
+            )
             raise _Failed from None
         except DimError as error:
             self.error("E104", f"{op.name}(): {error}", span, scope=scope)
@@ -599,17 +844,26 @@ class _Builder:
         if e.func in self.recursive:
             raise _Failed  # reported once, as E106, at the recursive call
         if e.kwargs or len(e.args) != len(decl.params):
-            self.error("E103", f"def `{decl.name}` takes {len(decl.params)} argument(s) "
-                       f"({', '.join(decl.params)}), got {len(e.args) + len(e.kwargs)}"
-                       + (" (defs take positional arguments only)" if e.kwargs else ""),
-                       e.span, fix=f"{decl.name}({', '.join(decl.params)})", scope=scope)
+            self.error(
+                "E103",
+                f"def `{decl.name}` takes {len(decl.params)} argument(s) "
+                f"({', '.join(decl.params)}), got {len(e.args) + len(e.kwargs)}"
+                + (" (defs take positional arguments only)" if e.kwargs else ""),
+                e.span,
+                fix=f"{decl.name}({', '.join(decl.params)})",
+                scope=scope,
+            )
             raise _Failed
         bindings: dict[str, int | _DimAlias] = {}
         for param, arg in zip(decl.params, e.args, strict=True):
             bindings[param] = self.def_argument(arg, scope)
-        inner = _Scope(locals=bindings, calls=(*scope.calls, _DefCall(decl.name, e.span)),
-                       in_def=decl.name, params_only=scope.params_only,
-                       misuse_code=scope.misuse_code)
+        inner = _Scope(
+            locals=bindings,
+            calls=(*scope.calls, _DefCall(decl.name, e.span)),
+            in_def=decl.name,
+            params_only=scope.params_only,
+            misuse_code=scope.misuse_code,
+        )
         return self.expr(decl.body, inner)
 
     def def_argument(self, arg: ast.Expr, scope: _Scope) -> int | _DimAlias:
@@ -623,24 +877,41 @@ class _Builder:
 
     def select(self, e: ast.Call, scope: _Scope) -> int:
         if len(e.args) != 1 or not isinstance(e.args[0], ast.Name):
-            self.error("E103", "select() takes a static choice and one keyword per choice: "
-                       "select(mode, a=…, b=…)", e.span, scope=scope)
+            self.error(
+                "E103",
+                "select() takes a static choice and one keyword per choice: select(mode, a=…, b=…)",
+                e.span,
+                scope=scope,
+            )
             raise _Failed
         name = e.args[0].id
         choice = self.choices.get(name)
         if choice is None:
-            self.error("E101", f"`{name}` is not a static choice param (`param {name} = \"a\" in "
-                       "{\"a\", \"b\"}`)", e.args[0].span, scope=scope)
+            self.error(
+                "E101",
+                f'`{name}` is not a static choice param (`param {name} = "a" in {{"a", "b"}}`)',
+                e.args[0].span,
+                scope=scope,
+            )
             raise _Failed
         branches = {kw.name: kw for kw in e.kwargs}
         for kw in e.kwargs:
             if kw.name not in choice.choices:
-                self.error("E103", f"select({name}, …): `{kw.name}` is not one of the choices "
-                           f"{', '.join(choice.choices)}", kw.span, scope=scope)
+                self.error(
+                    "E103",
+                    f"select({name}, …): `{kw.name}` is not one of the choices "
+                    f"{', '.join(choice.choices)}",
+                    kw.span,
+                    scope=scope,
+                )
         missing = [c for c in choice.choices if c not in branches]
         if missing:
-            self.error("E103", f"select({name}, …) has no branch for "
-                       f"{', '.join(missing)}", e.span, scope=scope)
+            self.error(
+                "E103",
+                f"select({name}, …) has no branch for {', '.join(missing)}",
+                e.span,
+                scope=scope,
+            )
         if choice.value not in branches:
             raise _Failed
         return self.expr(branches[choice.value].value, scope)
@@ -651,8 +922,12 @@ class _Builder:
         for term in terms:
             t = self.type_of(term.node)
             if not t.is_scalar:
-                self.error("E202", f"term `{term.name}` is {t}, not a scalar", term.span,
-                           fix="reduce it, e.g. `mean(…)` or `sum(…, dim=…)`")
+                self.error(
+                    "E202",
+                    f"term `{term.name}` is {t}, not a scalar",
+                    term.span,
+                    fix="reduce it, e.g. `mean(…)` or `sum(…, dim=…)`",
+                )
 
     def objective(self, terms: list[NamedValue]) -> tuple[dict[str, int], Span | None]:
         term_nodes = {t.name: t.node for t in terms}
@@ -660,8 +935,10 @@ class _Builder:
         for extra in minimize[1:]:
             self.error("E102", "`minimize` is given twice", extra.span)
         if not minimize:
-            ones = {n: self.add("const", (), {"value": 1.0}, SCALAR_FLOAT, self.spec.name_span)
-                    for n in term_nodes}
+            ones = {
+                n: self.add("const", (), {"value": 1.0}, SCALAR_FLOAT, self.spec.name_span)
+                for n in term_nodes
+            }
             return ones, None
         decl = minimize[0]
         try:
@@ -686,12 +963,21 @@ class _Builder:
         if not _mentions(e, declared):
             if isinstance(e, ast.Name) and e.id in self.values and e.id not in terms:
                 what = type(self.values[e.id]).__name__
-                self.error("E203", f"`{e.id}` is not a term; minimize a weighted sum of terms",
-                           e.span, notes=(f"`{e.id}` is declared as {what}",),
-                           fix=f"declare it with `term {e.id} = …`")
+                self.error(
+                    "E203",
+                    f"`{e.id}` is not a term; minimize a weighted sum of terms",
+                    e.span,
+                    notes=(f"`{e.id}` is declared as {what}",),
+                    fix=f"declare it with `term {e.id} = …`",
+                )
             else:
-                self.error("E203", "a constant offset in `minimize`: the objective must be a "
-                           "weighted sum of terms", e.span, fix="drop the constant")
+                self.error(
+                    "E203",
+                    "a constant offset in `minimize`: the objective must be a "
+                    "weighted sum of terms",
+                    e.span,
+                    fix="drop the constant",
+                )
             raise _Failed
         if isinstance(e, ast.Unary) and e.op == "-":
             inner = self.linear_combination(e.operand, terms)
@@ -701,8 +987,12 @@ class _Builder:
             right = self.linear_combination(e.right, terms)
             twice = set(left) & set(right)
             if twice:
-                self.error("E203", f"term `{sorted(twice)[0]}` appears twice in `minimize`",
-                           e.right.span, fix="combine its weights into one")
+                self.error(
+                    "E203",
+                    f"term `{sorted(twice)[0]}` appears twice in `minimize`",
+                    e.right.span,
+                    fix="combine its weights into one",
+                )
                 raise _Failed
             if e.op == "-":
                 right = {t: self.scaled(w, -1.0, e.span) for t, w in right.items()}
@@ -712,8 +1002,12 @@ class _Builder:
             if e.op == "*" and _mentions(e.left, declared):
                 weight_side, term_side = e.right, e.left
             if _mentions(weight_side, declared):
-                self.error("E203", "a product of terms in `minimize`: the objective must be a "
-                           "weighted sum of terms", e.span)
+                self.error(
+                    "E203",
+                    "a product of terms in `minimize`: the objective must be a "
+                    "weighted sum of terms",
+                    e.span,
+                )
                 raise _Failed
             weight = self.expr(weight_side, _Scope(params_only=True, misuse_code="E203"))
             if self.type_of(weight).dims != ():
@@ -724,8 +1018,12 @@ class _Builder:
                 weight = self.apply(OPS["div"], [one, weight], {}, weight_side.span, _Scope())
             inner = self.linear_combination(term_side, terms)
             return {t: self.times(weight, w, e.span) for t, w in inner.items()}
-        self.error("E203", "`minimize` must be a weighted sum of terms (w1 * t1 + w2 * t2 …); "
-                   "a function of terms is not", e.span)
+        self.error(
+            "E203",
+            "`minimize` must be a weighted sum of terms (w1 * t1 + w2 * t2 …); "
+            "a function of terms is not",
+            e.span,
+        )
         raise _Failed
 
     def times(self, weight: int, other: int, span: Span) -> int:
@@ -789,7 +1087,8 @@ def _mentions(e: ast.Expr, names: set[str]) -> bool:
         return _mentions(e.left, names) or _mentions(e.right, names)
     if isinstance(e, ast.Call):
         return any(_mentions(a, names) for a in e.args) or any(
-            _mentions(k.value, names) for k in e.kwargs)
+            _mentions(k.value, names) for k in e.kwargs
+        )
     if isinstance(e, ast.ListExpr):
         return any(_mentions(i, names) for i in e.items)
     return False

@@ -66,8 +66,12 @@ def _load_uses(
         if identity in chain:
             cycle = " -> ".join(Path(c).name for c in [*chain[chain.index(identity) :], identity])
             loaded.diagnostics.append(
-                Diagnostic("E105", f"`use` forms a cycle: {cycle}", decl.span,
-                           fix="move the shared defs into a third spec that both use")
+                Diagnostic(
+                    "E105",
+                    f"`use` forms a cycle: {cycle}",
+                    decl.span,
+                    fix="move the shared defs into a third spec that both use",
+                )
             )
             continue
         if identity in seen:
@@ -99,7 +103,9 @@ def _not_found(decl: ast.Use, base: Path | None) -> Diagnostic:
     close = difflib.get_close_matches(decl.target, list(stdlib_index()), n=1)
     fix = f"use {close[0]}" if close else None
     return Diagnostic(
-        "E105", f"`use {decl.target}`: no spec of that name in the standard library", decl.span,
+        "E105",
+        f"`use {decl.target}`: no spec of that name in the standard library",
+        decl.span,
         fix=fix,
     )
 

@@ -14,7 +14,9 @@ ELLIPSIS = "..."
 class TensorType:
     kind: Kind
     dims: tuple[Dim, ...] = ()
-    weak: bool = False  # a literal: takes the kind of what it meets (`where(m, target, 0)` stays int)
+    weak: bool = (
+        False  # a literal: takes the kind of what it meets (`where(m, target, 0)` stays int)
+    )
 
     def __str__(self) -> str:
         return f"{self.kind}[{', '.join(str(d) for d in self.dims)}]"
@@ -78,7 +80,9 @@ def _meet(x: Dim, y: Dim, a: tuple[Dim, ...], b: tuple[Dim, ...]) -> Dim:
     raise ShapeError(f"dim {x} meets dim {y}")
 
 
-def reduce_dims(dims: tuple[Dim, ...], axes: tuple[str, ...] | None, keepdim: bool) -> tuple[Dim, ...]:
+def reduce_dims(
+    dims: tuple[Dim, ...], axes: tuple[str, ...] | None, keepdim: bool
+) -> tuple[Dim, ...]:
     """The dims left by a reduction over `axes` (None: all of them)."""
     if axes is None:
         return tuple(1 for d in dims if d != ELLIPSIS) if keepdim and ELLIPSIS not in dims else ()

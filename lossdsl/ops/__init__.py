@@ -11,6 +11,13 @@ from lossdsl.ops.table import (
 )
 
 __all__ = [
-    "Arg", "Op", "REQUIRED", "OPS", "BINARY_OPERATORS", "UNARY_OPERATORS",
-    "ELEMENTWISE_FORM", "RESERVED", "CALLABLE_NAMES",
+    "Arg",
+    "Op",
+    "REQUIRED",
+    "OPS",
+    "BINARY_OPERATORS",
+    "UNARY_OPERATORS",
+    "ELEMENTWISE_FORM",
+    "RESERVED",
+    "CALLABLE_NAMES",
 ]

@@ -117,39 +117,99 @@ OP_LIST: list[Op] = [
         "reduction",
     ),
     # distributions
-    Op("softmax", (Arg("x"), Arg("dim", DIM)), rules.along_one_dim, rules.floating,
-       "torch.softmax", "distribution"),
-    Op("log_softmax", (Arg("x"), Arg("dim", DIM)), rules.along_one_dim, rules.floating,
-       "torch.log_softmax", "distribution"),
-    Op("entropy", (Arg("x"), Arg("dim", DIM)), rules.without_dim, rules.floating,
-       "entropy", "distribution", doc="entropy of softmax(x, dim)"),
-    Op("gather", (Arg("x"), Arg("index"), Arg("dim", DIM)), rules.gathered, rules.index_into,
-       "gather", "distribution"),
-    Op("one_hot", (Arg("index"), Arg("n", SIZE)), rules.one_hot_dims, rules.int_index,
-       "one_hot", "distribution"),
+    Op(
+        "softmax",
+        (Arg("x"), Arg("dim", DIM)),
+        rules.along_one_dim,
+        rules.floating,
+        "torch.softmax",
+        "distribution",
+    ),
+    Op(
+        "log_softmax",
+        (Arg("x"), Arg("dim", DIM)),
+        rules.along_one_dim,
+        rules.floating,
+        "torch.log_softmax",
+        "distribution",
+    ),
+    Op(
+        "entropy",
+        (Arg("x"), Arg("dim", DIM)),
+        rules.without_dim,
+        rules.floating,
+        "entropy",
+        "distribution",
+        doc="entropy of softmax(x, dim)",
+    ),
+    Op(
+        "gather",
+        (Arg("x"), Arg("index"), Arg("dim", DIM)),
+        rules.gathered,
+        rules.index_into,
+        "gather",
+        "distribution",
+    ),
+    Op(
+        "one_hot",
+        (Arg("index"), Arg("n", SIZE)),
+        rules.one_hot_dims,
+        rules.int_index,
+        "one_hot",
+        "distribution",
+    ),
     # shapes
-    Op("size", (Arg("dim", DIM),), rules.scalar, rules.floating, "size", "shape",
-       doc="the size of a dim, as a scalar"),
+    Op(
+        "size",
+        (Arg("dim", DIM),),
+        rules.scalar,
+        rules.floating,
+        "size",
+        "shape",
+        doc="the size of a dim, as a scalar",
+    ),
     # schedules of `step`
     _schedule("constant", (Arg("value"),), "the value at every step"),
-    _schedule("linear", (Arg("start"), Arg("end"), *_SCHEDULE_SPAN),
-              "start + (end - start)·u, u = clamp((step - begin) / steps, 0, 1)"),
-    _schedule("cosine", (Arg("start"), Arg("end"), *_SCHEDULE_SPAN),
-              "end + (start - end)·(1 + cos(π·u))/2"),
-    _schedule("exponential", (Arg("start"), Arg("end"), *_SCHEDULE_SPAN),
-              "start·(end/start)^u (geometric)"),
+    _schedule(
+        "linear",
+        (Arg("start"), Arg("end"), *_SCHEDULE_SPAN),
+        "start + (end - start)·u, u = clamp((step - begin) / steps, 0, 1)",
+    ),
+    _schedule(
+        "cosine",
+        (Arg("start"), Arg("end"), *_SCHEDULE_SPAN),
+        "end + (start - end)·(1 + cos(π·u))/2",
+    ),
+    _schedule(
+        "exponential",
+        (Arg("start"), Arg("end"), *_SCHEDULE_SPAN),
+        "start·(end/start)^u (geometric)",
+    ),
     _schedule("warmup", (Arg("steps"),), "clamp(step / steps, 0, 1)"),
-    _schedule("piecewise", (Arg("boundaries", NUMBERS), Arg("values", NUMBERS)),
-              "v0 before s1, v1 from s1, …, the last value from the last boundary on"),
+    _schedule(
+        "piecewise",
+        (Arg("boundaries", NUMBERS), Arg("values", NUMBERS)),
+        "v0 before s1, v1 from s1, …, the last value from the last boundary on",
+    ),
 ]
 
 OPS: dict[str, Op] = {op.name: op for op in OP_LIST}
 
 # Operators of the surface syntax, by their spelling.
 BINARY_OPERATORS = {
-    "+": "add", "-": "sub", "*": "mul", "/": "div", "^": "pow",
-    "<": "lt", "<=": "le", ">": "gt", ">=": "ge", "==": "eq", "!=": "ne",
-    "and": "and", "or": "or",
+    "+": "add",
+    "-": "sub",
+    "*": "mul",
+    "/": "div",
+    "^": "pow",
+    "<": "lt",
+    "<=": "le",
+    ">": "gt",
+    ">=": "ge",
+    "==": "eq",
+    "!=": "ne",
+    "and": "and",
+    "or": "or",
 }
 UNARY_OPERATORS = {"-": "neg", "not": "not"}
 
@@ -157,8 +217,25 @@ UNARY_OPERATORS = {"-": "neg", "not": "not"}
 ELEMENTWISE_FORM = {"min": "minimum", "max": "maximum"}
 
 # Ops that only exist as operators, or that the builder handles itself.
-NOT_CALLABLE = {"add", "sub", "mul", "div", "pow", "neg", "lt", "le", "gt", "ge", "eq", "ne",
-                "and", "or", "not", "minimum", "maximum"}
+NOT_CALLABLE = {
+    "add",
+    "sub",
+    "mul",
+    "div",
+    "pow",
+    "neg",
+    "lt",
+    "le",
+    "gt",
+    "ge",
+    "eq",
+    "ne",
+    "and",
+    "or",
+    "not",
+    "minimum",
+    "maximum",
+}
 
 # Names reserved for later versions (LANGUAGE.md "Coming later").
 RESERVED = {
@@ -170,6 +247,20 @@ RESERVED = {
 
 CALLABLE_NAMES = sorted(set(OPS) - NOT_CALLABLE | {"select"})
 
-__all__ = ["OPS", "OP_LIST", "BINARY_OPERATORS", "UNARY_OPERATORS", "ELEMENTWISE_FORM",
-           "RESERVED", "CALLABLE_NAMES", "SIZE", "DIM", "DIMS", "FLAG", "NUMBER", "NUMBERS",
-           "MASK", "TENSOR"]
+__all__ = [
+    "OPS",
+    "OP_LIST",
+    "BINARY_OPERATORS",
+    "UNARY_OPERATORS",
+    "ELEMENTWISE_FORM",
+    "RESERVED",
+    "CALLABLE_NAMES",
+    "SIZE",
+    "DIM",
+    "DIMS",
+    "FLAG",
+    "NUMBER",
+    "NUMBERS",
+    "MASK",
+    "TENSOR",
+]

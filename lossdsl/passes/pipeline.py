@@ -9,11 +9,14 @@ from pathlib import Path
 from lossdsl.diagnostics import Diagnostic, LossSpecError, has_errors
 from lossdsl.ir import SpecIR, build
 from lossdsl.ir.loader import display_name, load_text, resolve_reference
+from lossdsl.passes.cse import share_common_subexpressions
 
 Pass = Callable[[SpecIR], tuple[SpecIR, list[Diagnostic]]]
 
 # The passes, in order. Each is a pure function `ir -> (ir, diagnostics)`.
-PIPELINE: list[Pass] = []
+PIPELINE: list[Pass] = [
+    share_common_subexpressions,
+]
 
 
 @dataclass
@@ -33,8 +36,12 @@ class Checked:
         return self.ir
 
 
-def check_text(text: str, file: str = "<string>", base: Path | None = None,
-               choices: dict[str, str] | None = None) -> Checked:
+def check_text(
+    text: str,
+    file: str = "<string>",
+    base: Path | None = None,
+    choices: dict[str, str] | None = None,
+) -> Checked:
     loaded = load_text(text, file, base)
     diagnostics = list(loaded.diagnostics)
     ir = None
@@ -62,5 +69,6 @@ def check_reference(ref: str | Path, choices: dict[str, str] | None = None) -> C
 
 def _sorted(diagnostics: list[Diagnostic]) -> list[Diagnostic]:
     order = {"error": 0, "warning": 1, "info": 2}
-    return sorted(diagnostics, key=lambda d: (order[d.severity], d.span.file, d.span.line,
-                                              d.span.col))
+    return sorted(
+        diagnostics, key=lambda d: (order[d.severity], d.span.file, d.span.line, d.span.col)
+    )

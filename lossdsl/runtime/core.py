@@ -23,8 +23,12 @@ class LossOutput(NamedTuple):
     metrics: dict[str, torch.Tensor]
 
 
-_EXACT_FLOATS = {"f64": torch.float64, "f32": torch.float32, "bf16": torch.bfloat16,
-                 "f16": torch.float16}
+_EXACT_FLOATS = {
+    "f64": torch.float64,
+    "f32": torch.float32,
+    "bf16": torch.bfloat16,
+    "f16": torch.float16,
+}
 _INTEGERS = {torch.int8, torch.int16, torch.int32, torch.int64, torch.uint8}
 
 
@@ -41,11 +45,12 @@ class LossRuntime:
 
     def _init_runtime(self, params: dict[str, Any] | None = None, compiled: bool = False) -> None:
         # Kept on the host too, so that changing a param never reads the device back.
-        self._param_floats = [math.nan if p["default"] is None else float(p["default"])
-                              for p in self.SPEC["params"]]
+        self._param_floats = [
+            math.nan if p["default"] is None else float(p["default"]) for p in self.SPEC["params"]
+        ]
         self.register_buffer(  # type: ignore[attr-defined]
-            "param_values", torch.tensor(self._param_floats, dtype=torch.float64),
-            persistent=False)
+            "param_values", torch.tensor(self._param_floats, dtype=torch.float64), persistent=False
+        )
         self._compiled = compiled
         if params:
             self.set_params(**params)
@@ -71,8 +76,9 @@ class LossRuntime:
                 continue
             if name not in names:
                 known = ", ".join(names + list(self.SPEC.get("choices", {}))) or "none"
-                raise InputError(f"`{name}` is not a param of {self.SPEC['name']} "
-                                 f"(its params: {known})")
+                raise InputError(
+                    f"`{name}` is not a param of {self.SPEC['name']} (its params: {known})"
+                )
             assert updated is not None
             updated[names.index(name)] = self._checked_param(name, value)
         return updated
@@ -81,15 +87,19 @@ class LossRuntime:
         spec = next(p for p in self.SPEC["params"] if p["name"] == name)
         if isinstance(value, torch.Tensor):
             if value.numel() != 1:
-                raise InputError(f"param `{name}` takes a number, got a tensor of shape "
-                                 f"{tuple(value.shape)}")
+                raise InputError(
+                    f"param `{name}` takes a number, got a tensor of shape {tuple(value.shape)}"
+                )
             value = value.item()
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise InputError(f"param `{name}` takes a number, got {value!r}")
         value = float(value)
         lo, hi, lo_closed, hi_closed = spec["range"]
-        inside = not math.isnan(value) and (value >= lo if lo_closed else value > lo) and (
-            value <= hi if hi_closed else value < hi)
+        inside = (
+            not math.isnan(value)
+            and (value >= lo if lo_closed else value > lo)
+            and (value <= hi if hi_closed else value < hi)
+        )
         if not inside:
             shown = f"{'[' if lo_closed else '('}{_num(lo)}, {_num(hi)}{']' if hi_closed else ')'}"
             raise InputError(f"param `{name}` = {value!r} is outside its range {shown}")
@@ -99,17 +109,21 @@ class LossRuntime:
         spec = self.SPEC["choices"][name]
         if value == spec["value"]:
             return
-        raise InputError(f"`{name}` is a static choice fixed to \"{spec['value']}\" when this "
-                         f"module was built; build a new module with {name}=\"{value}\"")
+        raise InputError(
+            f'`{name}` is a static choice fixed to "{spec["value"]}" when this '
+            f'module was built; build a new module with {name}="{value}"'
+        )
 
     # ---- the call -------------------------------------------------------------------
 
-    def forward(self, step: Any = 0, params: dict[str, Any] | None = None,
-                **inputs: torch.Tensor) -> LossOutput:
+    def forward(
+        self, step: Any = 0, params: dict[str, Any] | None = None, **inputs: torch.Tensor
+    ) -> LossOutput:
         tensors = self._bind_inputs(inputs)
         dtype = self._compute_dtype(tensors)
-        device = next((t.device for t in tensors if isinstance(t, torch.Tensor)),
-                      self.param_values.device)
+        device = next(
+            (t.device for t in tensors if isinstance(t, torch.Tensor)), self.param_values.device
+        )
         step_tensor = self._step(step, dtype, device)
         vector = self.param_values
         if params:
@@ -128,8 +142,9 @@ class LossRuntime:
     def _step(self, step: Any, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
         if isinstance(step, torch.Tensor):
             if step.numel() != 1:
-                raise InputError(f"`step` must be a scalar, got a tensor of shape "
-                                 f"{tuple(step.shape)}")
+                raise InputError(
+                    f"`step` must be a scalar, got a tensor of shape {tuple(step.shape)}"
+                )
             return step.detach().reshape(()).to(device=device, dtype=dtype)
         if isinstance(step, bool) or not isinstance(step, int | float):
             raise InputError(f"`step` must be a number or a 0-d tensor, got {step!r}")
@@ -156,20 +171,24 @@ class LossRuntime:
         names = [s["name"] for s in specs]
         for name in given:
             if name not in names:
-                raise InputError(f"{self.SPEC['name']} has no input `{name}` "
-                                 f"(its inputs: {', '.join(names)})")
+                raise InputError(
+                    f"{self.SPEC['name']} has no input `{name}` (its inputs: {', '.join(names)})"
+                )
         missing = [s["name"] for s in specs if s["name"] not in given and s["default"] is None]
         if missing:
-            raise InputError(f"missing input{'s' if len(missing) > 1 else ''} "
-                             f"`{'`, `'.join(missing)}` of {self.SPEC['name']}")
+            raise InputError(
+                f"missing input{'s' if len(missing) > 1 else ''} "
+                f"`{'`, `'.join(missing)}` of {self.SPEC['name']}"
+            )
         sizes: dict[str, int] = {}
         bound_by: dict[str, str] = {}
         leading: list[tuple[int, ...] | None] = [None]
         bound: dict[str, torch.Tensor] = {}
         for spec in specs:
             if spec["name"] in given:
-                bound[spec["name"]] = self._check_input(spec, given[spec["name"]], sizes,
-                                                        bound_by, leading)
+                bound[spec["name"]] = self._check_input(
+                    spec, given[spec["name"]], sizes, bound_by, leading
+                )
         dtype = self._compute_dtype(list(bound.values()))
         tensors = []
         for spec in specs:
@@ -179,39 +198,56 @@ class LossRuntime:
             tensors.append(tensor)
         return tensors
 
-    def _check_input(self, spec: dict[str, Any], value: Any, sizes: dict[str, int],
-                     bound_by: dict[str, str], leading: list[tuple[int, ...] | None]
-                     ) -> torch.Tensor:
+    def _check_input(
+        self,
+        spec: dict[str, Any],
+        value: Any,
+        sizes: dict[str, int],
+        bound_by: dict[str, str],
+        leading: list[tuple[int, ...] | None],
+    ) -> torch.Tensor:
         name, dims = spec["name"], spec["dims"]
         if not isinstance(value, torch.Tensor):
-            raise InputError(f"input `{name}` expects a tensor {self._expected(spec, sizes, bound_by)}"
-                             f", got {type(value).__name__}")
+            raise InputError(
+                f"input `{name}` expects a tensor {self._expected(spec, sizes, bound_by)}"
+                f", got {type(value).__name__}"
+            )
         if not _dtype_matches(spec["dtype"], value.dtype):
-            raise InputError(f"input `{name}` expects {self._expected(spec, sizes, bound_by)}, "
-                             f"got {_describe(value)}")
+            raise InputError(
+                f"input `{name}` expects {self._expected(spec, sizes, bound_by)}, "
+                f"got {_describe(value)}"
+            )
         explicit = [d for d in dims if d != "..."]
         has_leading = bool(dims) and dims[0] == "..."
         rank_ok = value.dim() >= len(explicit) if has_leading else value.dim() == len(explicit)
         if not rank_ok:
-            raise InputError(f"input `{name}` expects {self._expected(spec, sizes, bound_by)}, "
-                             f"got {_describe(value)}")
+            raise InputError(
+                f"input `{name}` expects {self._expected(spec, sizes, bound_by)}, "
+                f"got {_describe(value)}"
+            )
         shape = tuple(value.shape)
         if has_leading:
             prefix = shape[: len(shape) - len(explicit)]
             if leading[0] is not None and prefix != leading[0]:
-                raise InputError(f"input `{name}` expects {self._expected(spec, sizes, bound_by)}"
-                                 f" (... = {leading[0]}), got {_describe(value)}")
+                raise InputError(
+                    f"input `{name}` expects {self._expected(spec, sizes, bound_by)}"
+                    f" (... = {leading[0]}), got {_describe(value)}"
+                )
             leading[0] = prefix
-        for dim, size in zip(explicit, shape[len(shape) - len(explicit):], strict=True):
+        for dim, size in zip(explicit, shape[len(shape) - len(explicit) :], strict=True):
             if isinstance(dim, int):
                 if dim != size:
-                    raise InputError(f"input `{name}` expects "
-                                     f"{self._expected(spec, sizes, bound_by)}, got "
-                                     f"{_describe(value)}")
+                    raise InputError(
+                        f"input `{name}` expects "
+                        f"{self._expected(spec, sizes, bound_by)}, got "
+                        f"{_describe(value)}"
+                    )
             elif dim in sizes and sizes[dim] != size:
-                raise InputError(f"input `{name}` expects {self._expected(spec, sizes, bound_by)}"
-                                 f", got {_describe(value)}")
-        for dim, size in zip(explicit, shape[len(shape) - len(explicit):], strict=True):
+                raise InputError(
+                    f"input `{name}` expects {self._expected(spec, sizes, bound_by)}"
+                    f", got {_describe(value)}"
+                )
+        for dim, size in zip(explicit, shape[len(shape) - len(explicit) :], strict=True):
             if isinstance(dim, str) and dim not in sizes:
                 sizes[dim] = size
                 bound_by[dim] = name
@@ -219,8 +255,9 @@ class LossRuntime:
             value = value != 0
         return value if spec["grad"] else value.detach()
 
-    def _expected(self, spec: dict[str, Any], sizes: dict[str, int],
-                  bound_by: dict[str, str]) -> str:
+    def _expected(
+        self, spec: dict[str, Any], sizes: dict[str, int], bound_by: dict[str, str]
+    ) -> str:
         dims = ", ".join(str(d) for d in spec["dims"])
         known = [d for d in spec["dims"] if isinstance(d, str) and d in sizes]
         text = f"{spec['dtype']}[{dims}]"
@@ -230,31 +267,39 @@ class LossRuntime:
             text += f" (bound by `{'`, `'.join(sources)}`)"
         return text
 
-    def _default_input(self, spec: dict[str, Any], sizes: dict[str, int],
-                       leading: tuple[int, ...] | None, dtype: torch.dtype,
-                       bound: dict[str, torch.Tensor]) -> torch.Tensor:
+    def _default_input(
+        self,
+        spec: dict[str, Any],
+        sizes: dict[str, int],
+        leading: tuple[int, ...] | None,
+        dtype: torch.dtype,
+        bound: dict[str, torch.Tensor],
+    ) -> torch.Tensor:
         shape: list[int] = []
         for dim in spec["dims"]:
             if dim == "...":
                 if leading is None:
-                    raise InputError(f"optional input `{spec['name']}` was not passed and its "
-                                     "`...` dims are not bound by any other input")
+                    raise InputError(
+                        f"optional input `{spec['name']}` was not passed and its "
+                        "`...` dims are not bound by any other input"
+                    )
                 shape.extend(leading)
             elif isinstance(dim, int):
                 shape.append(dim)
             elif dim in sizes:
                 shape.append(sizes[dim])
             else:
-                raise InputError(f"optional input `{spec['name']}` was not passed and dim {dim} "
-                                 "is not bound by any other input; pass it explicitly")
+                raise InputError(
+                    f"optional input `{spec['name']}` was not passed and dim {dim} "
+                    "is not bound by any other input; pass it explicitly"
+                )
         kind = {"bool": torch.bool, "int": torch.int64}.get(spec["dtype"], dtype)
         device = next((t.device for t in bound.values()), self.param_values.device)
         return torch.full((), spec["default"], dtype=kind, device=device).expand(shape)
 
     def _compute_dtype(self, tensors: list[torch.Tensor]) -> torch.dtype:
         """The widest floating dtype among the inputs, at least float32."""
-        floats = [t.dtype for t in tensors if isinstance(t, torch.Tensor)
-                  and t.is_floating_point()]
+        floats = [t.dtype for t in tensors if isinstance(t, torch.Tensor) and t.is_floating_point()]
         return torch.float64 if torch.float64 in floats else torch.float32
 
     def _mark_dynamic(self, args: list[torch.Tensor]) -> list[torch.Tensor]:
@@ -270,7 +315,7 @@ class LossRuntime:
                 if isinstance(dim, str) and view.shape[axis] > 1 and view.stride(axis) != 0:
                     torch._dynamo.maybe_mark_dynamic(view, axis)
             marked.append(view)
-        return marked + args[len(marked):]
+        return marked + args[len(marked) :]
 
 
 def _dtype_matches(declared: str, dtype: torch.dtype) -> bool:

@@ -35,7 +35,9 @@ def parse(text: str, file: str = "<string>") -> ast.SpecAST:
     return spec
 
 
-def parse_collecting(text: str, file: str = "<string>") -> tuple[ast.SpecAST | None, list[Diagnostic]]:
+def parse_collecting(
+    text: str, file: str = "<string>"
+) -> tuple[ast.SpecAST | None, list[Diagnostic]]:
     """Parse, and on a syntax error resume at the next declaration to find the others."""
     diagnostics: list[Diagnostic] = []
     try:
@@ -134,7 +136,9 @@ def _describe_expected(expected: set[str]) -> str:
 
 def _previous_token(text: str, offset: int) -> str | None:
     before = re.sub(r"#[^\n]*", "", text[:offset]).rstrip()
-    match = re.search(r'([A-Za-z_][A-Za-z0-9_]*|[0-9][0-9_.eE+-]*|"[^"\n]*"|\.\.\.|[<>=!]=|\S)$', before)
+    match = re.search(
+        r'([A-Za-z_][A-Za-z0-9_]*|[0-9][0-9_.eE+-]*|"[^"\n]*"|\.\.\.|[<>=!]=|\S)$', before
+    )
     return match.group(1) if match else None
 
 
@@ -164,8 +168,12 @@ def _syntax_diagnostic(error: UnexpectedInput, text: str, file: str) -> Diagnost
         )
     expected_names = set(getattr(error, "expected", None) or getattr(error, "allowed", None) or ())
     if not text.strip() or (line == 1 and "LOSS" in expected_names):
-        return Diagnostic("E100", "expected `loss NAME` on the first line", span,
-                          fix="start the spec with `loss my_loss`")
+        return Diagnostic(
+            "E100",
+            "expected `loss NAME` on the first line",
+            span,
+            fix="start the spec with `loss my_loss`",
+        )
     previous = _previous_token(text, offset)
     stray = _keyword_taken_as_name(text, offset)
     if stray is not None:
@@ -175,7 +183,9 @@ def _syntax_diagnostic(error: UnexpectedInput, text: str, file: str) -> Diagnost
         col = keyword_offset - (text.rfind("\n", 0, keyword_offset) + 1) + 1
         keyword = text[keyword_offset:].split()[0]
         span = Span(file, line, col, line, col + len(keyword))
-        return Diagnostic("E100", f"expected an expression after '{before}', found '{keyword}'", span)
+        return Diagnostic(
+            "E100", f"expected an expression after '{before}', found '{keyword}'", span
+        )
     after = f" after '{previous}'" if previous else ""
     message = f"expected {_describe_expected(expected_names)}{after}{found}"
     return Diagnostic("E100", message, span)
@@ -324,8 +334,15 @@ class _ToAst(Transformer):
     def input_decl(self, meta, children):
         name, dtype, dims, grad, _in, rng, default = children
         return ast.InputDecl(
-            str(name), str(dtype), dims or (), grad is not None, rng, default,
-            self._span(meta), self._tok(name), self._tok(dtype),
+            str(name),
+            str(dtype),
+            dims or (),
+            grad is not None,
+            rng,
+            default,
+            self._span(meta),
+            self._tok(name),
+            self._tok(dtype),
         )
 
     def param_decl(self, meta, children):
@@ -333,8 +350,13 @@ class _ToAst(Transformer):
         if len(children) == 4 and isinstance(children[3], tuple):  # static choice
             _, choice, _in, options = children
             return ast.ParamDecl(
-                str(name), None, None, str(choice)[1:-1], options,
-                self._span(meta), self._tok(name),
+                str(name),
+                None,
+                None,
+                str(choice)[1:-1],
+                options,
+                self._span(meta),
+                self._tok(name),
             )
         value, _in, rng = children[1], children[2], children[3]
         return ast.ParamDecl(str(name), value, rng, None, (), self._span(meta), self._tok(name))

@@ -1,0 +1,3 @@
+from lossdsl.cli import main
+
+main()

@@ -1,0 +1,1 @@
+"""Torch-free analysis mathematics: interval arithmetic and convexity composition."""

@@ -1,0 +1,122 @@
+"""The `lossdsl` command. Thin: every command calls the library and renders what it returns."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from lossdsl.diagnostics import Diagnostic
+from lossdsl.passes import Checked, check_reference
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    help="lossdsl: check, compile and explain .loss specs.",
+    pretty_exceptions_enable=False,
+)
+
+SpecArg = Annotated[str, typer.Argument(help="a .loss path or a standard-library name")]
+
+
+def _exit_code(diagnostics: list[Diagnostic], strict: bool) -> int:
+    if any(d.severity == "error" for d in diagnostics):
+        return 2
+    if strict and any(d.severity == "warning" for d in diagnostics):
+        return 1
+    return 0
+
+
+def _render(checked: Checked, color: bool) -> str:
+    lines = [d.render(checked.sources.get(d.span.file), color=color) for d in checked.diagnostics]
+    return "\n".join(lines)
+
+
+@app.command()
+def check(
+    specs: Annotated[list[str], typer.Argument(help="paths or standard-library names")],
+    format: Annotated[str, typer.Option("--format", help="human or json")] = "human",
+    strict: Annotated[bool, typer.Option(help="exit 1 when there are warnings")] = False,
+) -> None:
+    """Check specs: syntax, names, shapes, dtypes and the objective."""
+    if format not in ("human", "json"):
+        typer.echo(f"--format must be human or json, got {format!r}", err=True)
+        raise typer.Exit(2)
+    reports = []
+    every: list[Diagnostic] = []
+    color = sys.stdout.isatty()
+    for spec in specs:
+        checked = check_reference(spec)
+        every += checked.diagnostics
+        if format == "json":
+            reports.append(
+                {
+                    "file": checked.file if checked.ir or checked.sources else spec,
+                    "diagnostics": [d.to_json() for d in checked.diagnostics],
+                }
+            )
+            continue
+        rendered = _render(checked, color)
+        if rendered:
+            typer.echo(rendered)
+        errors = sum(d.severity == "error" for d in checked.diagnostics)
+        warnings = sum(d.severity == "warning" for d in checked.diagnostics)
+        status = "ok" if not errors else f"{errors} error{'s' * (errors != 1)}"
+        if warnings:
+            status += f", {warnings} warning{'s' * (warnings != 1)}"
+        typer.echo(f"{checked.file if checked.sources else spec}: {status}")
+    if format == "json":
+        typer.echo(json.dumps(reports, indent=2))
+    raise typer.Exit(_exit_code(every, strict))
+
+
+def _ir_or_exit(spec: str) -> object:
+    checked = check_reference(spec)
+    if not checked.ok:
+        typer.echo(_render(checked, sys.stderr.isatty()), err=True)
+        raise typer.Exit(2)
+    return checked.ir
+
+
+@app.command()
+def compile(
+    spec: SpecArg,
+    output: Annotated[Path, typer.Option("-o", "--output", help="the .py file to write")],
+) -> None:
+    """Write a standalone Python module (needs only torch) for a spec."""
+    ir = _ir_or_exit(spec)
+    from lossdsl.backend.standalone import standalone_source
+
+    output.write_text(standalone_source(ir))  # type: ignore[arg-type]
+    typer.echo(f"wrote {output}")
+
+
+@app.command()
+def explain(spec: SpecArg) -> None:
+    """Show a spec's IR and the generated torch.fx code."""
+    ir = _ir_or_exit(spec)
+    from lossdsl.backend.explain import explain_text
+
+    typer.echo(explain_text(ir))  # type: ignore[arg-type]
+
+
+@app.command(name="list")
+def list_specs() -> None:
+    """List the standard library."""
+    from lossdsl.resources import stdlib_dir, stdlib_index
+    from lossdsl.syntax.parser import parse_collecting
+
+    root = stdlib_dir()
+    for name, path in stdlib_index().items():
+        spec, _ = parse_collecting(path.read_text(), str(path))
+        summary = (spec.doc or "").strip().splitlines()[0] if spec and spec.doc else ""
+        folder = str(path.parent.relative_to(root))
+        shown = name if folder == "." else f"{folder}/{name}"
+        typer.echo(f"{shown:<32} {summary}")
+
+
+def main() -> None:
+    app()
