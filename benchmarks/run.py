@@ -82,7 +82,7 @@ def load_lossdsl(case: Case, compiled: bool) -> LossFn:
     return run
 
 
-def build_variants(case: Case, device: str) -> dict[str, LossFn | str]:
+def build_variants(case: Case) -> dict[str, LossFn | str]:
     """Variant name -> loss function, or the reason it is unavailable."""
     variants: dict[str, LossFn | str] = {
         HAND_EAGER: case.hand,
@@ -95,7 +95,7 @@ def build_variants(case: Case, device: str) -> dict[str, LossFn | str]:
     for name, compiled in ((LOSSDSL_EAGER, False), (LOSSDSL_COMPILED, True)):
         try:
             variants[name] = load_lossdsl(case, compiled)
-        except Exception as error:  # noqa: BLE001 - any failure makes the row unavailable
+        except Exception as error:  # any failure makes the row unavailable
             variants[name] = unavailable(error)
     return variants
 
@@ -142,7 +142,7 @@ def time_case(case: Case, settings: Settings) -> dict:
     steps: dict[str, Callable[[], object]] = {FLOOR: lambda: largest.clone()}
     hand_loss = forward_backward(case.hand, inputs).item()
 
-    for name, fn in build_variants(case, settings.device).items():
+    for name, fn in build_variants(case).items():
         if isinstance(fn, str):
             rows[name] = Row(name, status=fn)
             continue
@@ -150,7 +150,7 @@ def time_case(case: Case, settings: Settings) -> dict:
         try:
             for _ in range(WARMUP_CALLS):
                 loss = forward_backward(fn, inputs)
-        except Exception as error:  # noqa: BLE001
+        except Exception as error:
             rows[name] = Row(name, status=unavailable(error))
             continue
         rows[name] = Row(name, loss_diff_vs_hand=abs(loss.item() - hand_loss))
@@ -219,7 +219,7 @@ def measure_memory(case_name: str, variant: str, settings: Settings) -> dict:
     """Peak growth of one fwd+bwd after warm-up; runs inside a fresh subprocess."""
     case = CASES[case_name]
     inputs = case.make_inputs(case.sizes[settings.size_key], settings.device)
-    fn = build_variants(case, settings.device)[variant]
+    fn = build_variants(case)[variant]
     if isinstance(fn, str):
         return {"error": fn}
     for _ in range(WARMUP_CALLS):
@@ -249,7 +249,10 @@ def measure_memory_in_subprocess(case: Case, row: Row, settings: Settings) -> No
     command = [sys.executable, __file__, "--measure-memory", case.name, row.variant]
     command += ["--device", settings.device] + (["--quick"] if settings.quick else [])
     print(f"  memory {case.name} / {row.variant}", file=sys.stderr, flush=True)
-    done = subprocess.run(command, capture_output=True, text=True)
+    # A fixed mmap threshold makes glibc return every freed block of 64 KiB or more to the OS, so
+    # warm-up allocations are not recycled unseen and the resident set tracks live tensors.
+    env = {**os.environ, "MALLOC_MMAP_THRESHOLD_": "65536"}
+    done = subprocess.run(command, capture_output=True, text=True, env=env)
     try:
         result = json.loads(done.stdout.strip().splitlines()[-1])
     except (IndexError, json.JSONDecodeError):
@@ -292,7 +295,7 @@ def time_front_end(settings: Settings) -> dict:
                 lossdsl.check(str(path))
             warm.append(time.perf_counter() - start)
         result["stdlib_check_warm_s"] = statistics.median(warm)
-    except Exception as error:  # noqa: BLE001
+    except Exception as error:
         result["stdlib_check"] = unavailable(error)
 
     repeats = 3 if settings.quick else 5

@@ -29,7 +29,9 @@ SPECS = Path(__file__).resolve().parents[1] / "specs"
 RTOL = 1e-10
 
 # F.kl_div warns that reduction="mean" is not the KL divergence; "mean" is what the spec matches.
-pytestmark = pytest.mark.filterwarnings("ignore:reduction. 'mean' divides the total loss:UserWarning")
+pytestmark = pytest.mark.filterwarnings(
+    "ignore:reduction. 'mean' divides the total loss:UserWarning"
+)
 
 Tensor = torch.Tensor
 Inputs = dict[str, Tensor]
@@ -45,7 +47,12 @@ def assert_close_relative(actual: Tensor, expected: Tensor, what: str) -> None:
     assert actual.dtype == torch.float64, f"{what}: computed in {actual.dtype}, not float64"
     scale = expected.abs().max().item() if expected.numel() else 0.0
     torch.testing.assert_close(
-        actual, expected, rtol=RTOL, atol=RTOL * scale, equal_nan=False, msg=lambda m: f"{what}: {m}"
+        actual,
+        expected,
+        rtol=RTOL,
+        atol=RTOL * scale,
+        equal_nan=False,
+        msg=lambda m: f"{what}: {m}",
     )
 
 
@@ -103,7 +110,8 @@ def weighted_probability_inputs(gen: torch.Generator, params: Params) -> Inputs:
 
 
 def logit_inputs(gen: torch.Generator, params: Params) -> Inputs:
-    """Logits with +-1e4 entries against targets 0 and 1 (agreeing and disagreeing), soft targets elsewhere."""
+    """Logits with +-1e4 entries against targets 0 and 1 (agreeing and disagreeing),
+    soft targets elsewhere."""
     input = _randn(gen, 3, 4) * 4
     target = _rand(gen, 3, 4)
     input[0] = torch.tensor([1e4, -1e4, 1e4, -1e4])
@@ -158,7 +166,8 @@ def count_inputs(gen: torch.Generator, params: Params) -> Inputs:
 
 
 def gaussian_inputs(gen: torch.Generator, params: Params) -> Inputs:
-    """Variances mostly above eps, three below it (clamped in value, straight-through in gradient)."""
+    """Variances mostly above eps, three below it (clamped in value, straight-through
+    in gradient)."""
     var = 0.1 + _rand(gen, 3, 4)
     var[0, :3] = torch.tensor([0.0, 1e-9, 0.5 * float(params["eps"])])
     return {"input": _randn(gen, 3, 4), "target": _randn(gen, 3, 4), "var": var}
@@ -167,7 +176,9 @@ def gaussian_inputs(gen: torch.Generator, params: Params) -> Inputs:
 # ---- the references --------------------------------------------------------------------------
 
 
-def torchvision_sigmoid_focal_loss(inputs: Tensor, targets: Tensor, alpha: float, gamma: float) -> Tensor:
+def torchvision_sigmoid_focal_loss(
+    inputs: Tensor, targets: Tensor, alpha: float, gamma: float
+) -> Tensor:
     """torchvision.ops.sigmoid_focal_loss (torchvision/ops/focal_loss.py), reduction="mean"."""
     p = torch.sigmoid(inputs)
     ce_loss = F.binary_cross_entropy_with_logits(inputs, targets, reduction="none")
@@ -197,10 +208,12 @@ def classes_first(input: Tensor) -> Tensor:
 
 @dataclass(frozen=True)
 class Case:
+    """A spec, how to make its inputs, the torch reference, and the params to try."""
+
     spec: str
     inputs: Callable[[torch.Generator, Params], Inputs]
     reference: Callable[[Inputs, Params], Tensor]
-    grad: tuple[str, ...]
+    grad: tuple[str, ...] = ("input",)  # the spec's `grad` inputs
     defaults: Params = field(default_factory=dict)
     overrides: tuple[tuple[str, object], ...] = ()
     id: str = ""
@@ -210,94 +223,138 @@ class Case:
 
 
 CASES = [
-    Case("mse", regression_inputs, lambda x, p: F.mse_loss(x["input"], x["target"]), ("input",)),
-    Case("l1", regression_inputs, lambda x, p: F.l1_loss(x["input"], x["target"]), ("input",)),
+    Case("mse", regression_inputs, lambda x, p: F.mse_loss(x["input"], x["target"])),
+    Case("l1", regression_inputs, lambda x, p: F.l1_loss(x["input"], x["target"])),
     Case(
-        "huber", regression_inputs,
+        "huber",
+        regression_inputs,
         lambda x, p: F.huber_loss(x["input"], x["target"], delta=p["delta"]),
-        ("input",), {"delta": 1.0}, (("delta", 0.3), ("delta", 4.0)),
+        defaults={"delta": 1.0},
+        overrides=(("delta", 0.3), ("delta", 4.0)),
     ),
     Case(
-        "smooth_l1", regression_inputs,
+        "smooth_l1",
+        regression_inputs,
         lambda x, p: F.smooth_l1_loss(x["input"], x["target"], beta=p["beta"]),
-        ("input",), {"beta": 1.0}, (("beta", 0.3), ("beta", 0.0)),
+        defaults={"beta": 1.0},
+        overrides=(("beta", 0.3), ("beta", 0.0)),
     ),
     Case(
-        "cauchy", regression_inputs,
+        "cauchy",
+        regression_inputs,
         lambda x, p: guide_cauchy_loss(x["input"], x["target"], p["alpha"]),
-        ("input",), {"alpha": 1.0}, (("alpha", 0.5),),
+        defaults={"alpha": 1.0},
+        overrides=(("alpha", 0.5),),
     ),
-    Case("log_cosh", regression_inputs, lambda x, p: log_cosh_reference(x["input"], x["target"]), ("input",)),
+    Case("log_cosh", regression_inputs, lambda x, p: log_cosh_reference(x["input"], x["target"])),
     Case(
-        "cross_entropy", class_index_inputs,
+        "cross_entropy",
+        class_index_inputs,
         lambda x, p: F.cross_entropy(
-            classes_first(x["input"]), x["target"].reshape(-1),
-            ignore_index=int(p["ignore_index"]), label_smoothing=p["label_smoothing"],
+            classes_first(x["input"]),
+            x["target"].reshape(-1),
+            ignore_index=int(p["ignore_index"]),
+            label_smoothing=p["label_smoothing"],
         ),
-        ("input",), {"ignore_index": -100, "label_smoothing": 0.0},
-        (("ignore_index", 2), ("label_smoothing", 0.2)),
+        defaults={"ignore_index": -100, "label_smoothing": 0.0},
+        overrides=(("ignore_index", 2), ("label_smoothing", 0.2)),
     ),
     Case(
-        "nll", log_prob_inputs,
+        "nll",
+        log_prob_inputs,
         lambda x, p: F.nll_loss(
             classes_first(x["input"]), x["target"].reshape(-1), ignore_index=int(p["ignore_index"])
         ),
-        ("input",), {"ignore_index": -100}, (("ignore_index", 1),),
+        defaults={"ignore_index": -100},
+        overrides=(("ignore_index", 1),),
     ),
-    Case("bce", probability_inputs, lambda x, p: F.binary_cross_entropy(x["input"], x["target"]), ("input",)),
     Case(
-        "bce", weighted_probability_inputs,
+        "bce",
+        probability_inputs,
+        lambda x, p: F.binary_cross_entropy(x["input"], x["target"]),
+    ),
+    Case(
+        "bce",
+        weighted_probability_inputs,
         lambda x, p: F.binary_cross_entropy(x["input"], x["target"], weight=x["weight"]),
-        ("input",), id="bce-weighted",
+        id="bce-weighted",
     ),
     Case(
-        "bce_with_logits", logit_inputs,
+        "bce_with_logits",
+        logit_inputs,
         lambda x, p: F.binary_cross_entropy_with_logits(
             x["input"], x["target"], pos_weight=torch.tensor(p["pos_weight"], dtype=torch.float64)
         ),
-        ("input",), {"pos_weight": 1.0}, (("pos_weight", 3.0), ("pos_weight", 0.0)),
+        defaults={"pos_weight": 1.0},
+        overrides=(("pos_weight", 3.0), ("pos_weight", 0.0)),
     ),
     Case(
-        "bce_with_logits", weighted_logit_inputs,
+        "bce_with_logits",
+        weighted_logit_inputs,
         lambda x, p: F.binary_cross_entropy_with_logits(
-            x["input"], x["target"], weight=x["weight"],
+            x["input"],
+            x["target"],
+            weight=x["weight"],
             pos_weight=torch.tensor(p["pos_weight"], dtype=torch.float64),
         ),
-        ("input",), {"pos_weight": 1.0}, (("pos_weight", 3.0),), id="bce_with_logits-weighted",
+        defaults={"pos_weight": 1.0},
+        overrides=(("pos_weight", 3.0),),
+        id="bce_with_logits-weighted",
     ),
     Case(
-        "focal", binary_logit_inputs,
-        lambda x, p: torchvision_sigmoid_focal_loss(x["input"], x["target"], p["alpha"], p["gamma"]),
-        ("input",), {"alpha": 0.25, "gamma": 2.0},
-        (("alpha", 0.6), ("alpha", -1.0), ("gamma", 0.0), ("gamma", 1.5)),
+        "focal",
+        binary_logit_inputs,
+        lambda x, p: torchvision_sigmoid_focal_loss(
+            x["input"], x["target"], p["alpha"], p["gamma"]
+        ),
+        defaults={"alpha": 0.25, "gamma": 2.0},
+        overrides=(("alpha", 0.6), ("alpha", -1.0), ("gamma", 0.0), ("gamma", 1.5)),
     ),
     Case(
-        "kl_div", distribution_inputs,
+        "kl_div",
+        distribution_inputs,
         lambda x, p: F.kl_div(x["input"], x["target"], reduction="mean", log_target=False),
-        ("input",),
     ),
     Case(
-        "margin_ranking", ranking_inputs,
-        lambda x, p: F.margin_ranking_loss(x["input1"], x["input2"], x["target"], margin=p["margin"]),
-        ("input1", "input2"), {"margin": 0.0}, (("margin", 0.5),),
+        "margin_ranking",
+        ranking_inputs,
+        lambda x, p: F.margin_ranking_loss(
+            x["input1"], x["input2"], x["target"], margin=p["margin"]
+        ),
+        grad=("input1", "input2"),
+        defaults={"margin": 0.0},
+        overrides=(("margin", 0.5),),
     ),
     Case(
-        "hinge_embedding", distance_inputs,
+        "hinge_embedding",
+        distance_inputs,
         lambda x, p: F.hinge_embedding_loss(x["input"], x["target"], margin=p["margin"]),
-        ("input",), {"margin": 1.0}, (("margin", 2.0),),
+        defaults={"margin": 1.0},
+        overrides=(("margin", 2.0),),
     ),
-    Case("soft_margin", signed_inputs, lambda x, p: F.soft_margin_loss(x["input"], x["target"]), ("input",)),
     Case(
-        "poisson_nll", count_inputs,
+        "soft_margin",
+        signed_inputs,
+        lambda x, p: F.soft_margin_loss(x["input"], x["target"]),
+    ),
+    Case(
+        "poisson_nll",
+        count_inputs,
         lambda x, p: F.poisson_nll_loss(
             x["input"], x["target"], log_input=True, full=p["full"] == "on", eps=p["eps"]
         ),
-        ("input",), {"full": "off", "eps": 1e-8}, (("full", "on"), ("eps", 0.1)),
+        defaults={"full": "off", "eps": 1e-8},
+        overrides=(("full", "on"), ("eps", 0.1)),
     ),
     Case(
-        "gaussian_nll", gaussian_inputs,
-        lambda x, p: F.gaussian_nll_loss(x["input"], x["target"], x["var"], full=p["full"] == "on", eps=p["eps"]),
-        ("input", "var"), {"full": "off", "eps": 1e-6}, (("full", "on"), ("eps", 0.05)),
+        "gaussian_nll",
+        gaussian_inputs,
+        lambda x, p: F.gaussian_nll_loss(
+            x["input"], x["target"], x["var"], full=p["full"] == "on", eps=p["eps"]
+        ),
+        grad=("input", "var"),
+        defaults={"full": "off", "eps": 1e-6},
+        overrides=(("full", "on"), ("eps", 0.05)),
     ),
 ]
 
@@ -318,16 +375,22 @@ def run_both(case: Case, loss_fn, params: Params, call_params: Params | None = N
     expected = case.reference(theirs, params)
     got_grads = torch.autograd.grad(out.loss, [ours[k] for k in case.grad])
     want_grads = torch.autograd.grad(expected, [theirs[k] for k in case.grad])
-    return out, expected, dict(zip(case.grad, got_grads)), dict(zip(case.grad, want_grads))
+    got = dict(zip(case.grad, got_grads, strict=True))
+    want = dict(zip(case.grad, want_grads, strict=True))
+    return out, expected, got, want
 
 
-def assert_matches_reference(case: Case, loss_fn, params: Params, call_params: Params | None = None) -> None:
+def assert_matches_reference(
+    case: Case, loss_fn, params: Params, call_params: Params | None = None
+) -> None:
     out, expected, got_grads, want_grads = run_both(case, loss_fn, params, call_params)
     assert out.loss.shape == ()
     assert_close_relative(out.loss, expected.detach(), f"{case} loss")
     for name in case.grad:
         assert_close_relative(got_grads[name], want_grads[name], f"{case} d loss / d {name}")
-    assert torch.equal(out.terms[case.spec], out.loss.detach()), "the one term is named after the spec"
+    assert torch.equal(out.terms[case.spec], out.loss.detach()), (
+        "the one term is named after the spec"
+    )
 
 
 # ---- the library as a whole ------------------------------------------------------------------
@@ -341,7 +404,9 @@ def test_standard_spec_stems_are_unique_across_specs():
 
 def test_every_classic_loss_is_in_the_standard_library():
     assert set(CLASSIC) <= {path.stem for path in SPECS.glob("*.loss")}
-    assert {"multi_objective", "curriculum"} <= {path.stem for path in (SPECS / "examples").glob("*.loss")}
+    assert {"multi_objective", "curriculum"} <= {
+        path.stem for path in (SPECS / "examples").glob("*.loss")
+    }
 
 
 @pytest.mark.parametrize("name", sorted(path.stem for path in SPECS.rglob("*.loss")))
@@ -353,7 +418,11 @@ def test_every_standard_name_loads(name):
 @pytest.mark.parametrize("name", CLASSIC)
 def test_classic_spec_checks_without_errors_or_stability_hazards(name):
     hazards = {"W300", "W301", "W303"}
-    found = [d for d in lossdsl.check(SPECS / f"{name}.loss") if d.severity == "error" or d.code in hazards]
+    found = [
+        d
+        for d in lossdsl.check(SPECS / f"{name}.loss")
+        if d.severity == "error" or d.code in hazards
+    ]
     assert not found, "\n".join(d.render() for d in found)
 
 
@@ -371,11 +440,29 @@ def test_equals_torch_with_param_set_at_load(case, name, value):
     assert_matches_reference(case, loss_fn, {**case.defaults, name: value})
 
 
-@pytest.mark.parametrize(("case", "name", "value"), OVERRIDES)
+NUMERIC_OVERRIDES = [p for p in OVERRIDES if not isinstance(p.values[2], str)]
+CHOICE_OVERRIDES = [p for p in OVERRIDES if isinstance(p.values[2], str)]
+
+
+@pytest.mark.parametrize(("case", "name", "value"), NUMERIC_OVERRIDES)
 def test_equals_torch_with_param_overridden_for_one_call(case, name, value):
     loss_fn = lossdsl.load(case.spec)
-    assert_matches_reference(case, loss_fn, {**case.defaults, name: value}, call_params={name: value})
+    assert_matches_reference(
+        case, loss_fn, {**case.defaults, name: value}, call_params={name: value}
+    )
     assert_matches_reference(case, loss_fn, case.defaults)  # the next call is back to the default
+
+
+@pytest.mark.parametrize(("case", "name", "value"), CHOICE_OVERRIDES)
+def test_static_choice_changes_with_set_params_not_for_one_call(case, name, value):
+    """A static choice is fixed when the module is built (LANGUAGE.md): `set_params`
+    rebuilds it; a one-call override would be a silent rebuild, so it is an InputError."""
+    loss_fn = lossdsl.load(case.spec)
+    x = case.inputs(_gen(0), case.defaults)
+    with pytest.raises(lossdsl.InputError, match="static choice"):
+        loss_fn(**x, params={name: value})
+    loss_fn.set_params(**{name: value})
+    assert_matches_reference(case, loss_fn, {**case.defaults, name: value})
 
 
 # ---- where lossdsl and torch differ on purpose ----------------------------------------------
@@ -396,8 +483,9 @@ def test_cross_entropy_of_an_all_ignored_batch_is_zero_where_torch_gives_nan():
 def test_cross_entropy_with_label_smoothing_of_an_all_ignored_batch_is_zero_where_torch_gives_nan():
     input = _randn(_gen(2), 4, 5)
     target = torch.full((4,), 7)
-    out = lossdsl.load("cross_entropy")(input=input, target=target,
-                                        params={"ignore_index": 7, "label_smoothing": 0.1})
+    out = lossdsl.load("cross_entropy")(
+        input=input, target=target, params={"ignore_index": 7, "label_smoothing": 0.1}
+    )
     assert out.loss.item() == 0.0
     assert F.cross_entropy(input, target, ignore_index=7, label_smoothing=0.1).isnan()
 
@@ -415,18 +503,24 @@ def test_soft_margin_stays_finite_where_torch_overflows():
     input = torch.tensor([-1e4, 2.0], dtype=torch.float64)
     target = torch.tensor([1.0, 1.0], dtype=torch.float64)
     out = lossdsl.load("soft_margin")(input=input, target=target)
-    assert_close_relative(out.loss, (1e4 + math.log1p(math.exp(-2.0))) / 2 * torch.ones((), dtype=torch.float64),
-                          "soft_margin at -1e4")
+    assert_close_relative(
+        out.loss,
+        (1e4 + math.log1p(math.exp(-2.0))) / 2 * torch.ones((), dtype=torch.float64),
+        "soft_margin at -1e4",
+    )
     assert F.soft_margin_loss(input, target).isinf()
 
 
 def test_bce_at_probabilities_0_and_1_equals_torch_in_value_with_a_finite_gradient():
     """Both clamp each log at -100. torch's backward there is (x - t) / max(x (1 - x), 1e-12),
-    not the derivative of its forward; lossdsl's gradient is the derivative of the clamped formula."""
+    not the derivative of its forward; lossdsl's gradient is the derivative of the clamped
+    formula."""
     input = torch.tensor([0.0, 1.0, 0.0, 1.0, 0.3], dtype=torch.float64, requires_grad=True)
     target = torch.tensor([1.0, 0.0, 0.0, 1.0, 0.5], dtype=torch.float64)
     out = lossdsl.load("bce")(input=input, target=target)
-    assert_close_relative(out.loss, F.binary_cross_entropy(input, target).detach(), "bce at 0 and 1")
+    assert_close_relative(
+        out.loss, F.binary_cross_entropy(input, target).detach(), "bce at 0 and 1"
+    )
     (grad,) = torch.autograd.grad(out.loss, input)
     assert grad.isfinite().all()
 
@@ -456,3 +550,58 @@ def test_smooth_l1_with_beta_zero_is_l1():
     inputs = regression_inputs(_gen(5), {})
     smooth = lossdsl.load("smooth_l1", params={"beta": 0.0})(**inputs).loss
     assert_close_relative(smooth, lossdsl.load("l1")(**inputs).loss, "smooth_l1 at beta=0")
+
+
+def test_every_classic_def_can_be_used_in_one_spec(tmp_path):
+    """`use` brings each spec's defs; two defs of one name would be E102, so the names
+    are unique."""
+    spec = tmp_path / "all_classic.loss"
+    uses = "\n".join(f"use {name}" for name in CLASSIC)
+    spec.write_text(
+        f"loss all_classic\n{uses}\ninput x : float[N] grad\ninput y : float[N]\n"
+        "term fit = mean(huber_loss(x, y, 1) + cauchy_loss(x, y, 2))\n"
+    )
+    errors = [d for d in lossdsl.check(spec) if d.severity == "error"]
+    assert not errors, "\n".join(d.render() for d in errors)
+
+
+# ---- the examples ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("step", "admitted"), [(0, 1), (5_000, 3), (10_000, 5), (50_000, 5)])
+def test_curriculum_counts_only_samples_no_harder_than_the_growing_threshold(step, admitted):
+    """specs/examples/curriculum.loss: threshold = linear(0.2, 1.0, steps=10_000)."""
+    gen = _gen(6)
+    logits, labels = _randn(gen, 5, 3), torch.tensor([0, 1, 2, 1, 0])
+    difficulty = torch.tensor([0.1, 0.3, 0.5, 0.8, 1.0], dtype=torch.float64)  # sorted: easy first
+    out = lossdsl.load("curriculum")(logits=logits, labels=labels, difficulty=difficulty, step=step)
+    expected = F.cross_entropy(logits[:admitted], labels[:admitted])
+    assert_close_relative(out.loss, expected, f"curriculum at step {step}")
+    assert out.metrics["admitted_fraction"].item() == pytest.approx(admitted / 5)
+
+
+@pytest.mark.parametrize(
+    ("step", "value_weight"), [(0, 0.0), (500, 0.25), (1_000, 0.5), (9_000, 0.5)]
+)
+def test_multi_objective_weights_its_terms_and_warms_up_the_regression(step, value_weight):
+    """specs/examples/multi_objective.loss:
+    classification + 0.5 warmup(1000) regression - 0.01 entropy."""
+    gen = _gen(7)
+    logits, labels = _randn(gen, 4, 3).requires_grad_(), torch.tensor([0, 1, 2, 1])
+    values, returns = _randn(gen, 4).requires_grad_(), 3 * _randn(gen, 4)
+    out = lossdsl.load("multi_objective")(
+        logits=logits, labels=labels, values=values, returns=returns, step=step
+    )
+    classification = F.cross_entropy(logits, labels, label_smoothing=0.1)
+    regression = F.huber_loss(values, returns)
+    entropy = -(F.softmax(logits, -1) * F.log_softmax(logits, -1)).sum(-1).mean()
+    assert_close_relative(out.terms["classification"], classification.detach(), "classification")
+    assert_close_relative(out.terms["regression"], regression.detach(), "regression")
+    assert_close_relative(out.terms["entropy"], entropy.detach(), "entropy")
+    assert out.weights["regression"].item() == pytest.approx(value_weight)
+    expected = classification + value_weight * regression - 0.01 * entropy
+    assert_close_relative(out.loss, expected.detach(), f"total at step {step}")
+    got = torch.autograd.grad(out.loss, [logits, values])
+    want = torch.autograd.grad(expected, [logits, values])
+    for name, g, w in zip(("logits", "values"), got, want, strict=True):
+        assert_close_relative(g, w, f"d total / d {name}")

@@ -18,6 +18,7 @@ import torch.fx as fx
 
 from lossdsl.ir import Node, SpecIR
 from lossdsl.ops import OPS
+from lossdsl.ops.op import MASK
 
 Value = Any  # an fx.Proxy, or a Python number for constants
 
@@ -167,11 +168,18 @@ class _Lowering:
             raise AssertionError("inputs and step are bound before lowering")
         op = OPS[node.op]
         if node.type.kind == "float" and op.group in ("elementwise", "schedule"):
-            args = [self.floating(a, self.kind(i)) for a, i in zip(args, node.args, strict=True)]
+            kinds = [a.kind for a in self.present(op, node)]
+            args = [a if k == MASK else self.floating(a, self.kind(i))
+                    for a, i, k in zip(args, node.args, kinds, strict=True)]
         lowering = LOWERINGS.get(op.lowering)
         if lowering is not None:
             return lowering(self, node, args)
         return _resolve(op.lowering)(*args)
+
+    def present(self, op: Any, node: Node) -> list[Any]:
+        """The op's tensor arguments that this node was given, in order."""
+        given = node.attrs.get("present")
+        return [a for a in op.tensor_args() if given is None or a.name in given]
 
     def param(self, node: Node) -> Value:
         spec = next(p for p in self.ir.params if p.node == node.id)

@@ -44,9 +44,11 @@ class LossModule(LossRuntime, nn.Module):
         self.SPEC = spec_metadata(ir)
         self.graph_module = lower(ir)
         compile, backend, mode = self._compile_options
-        self._graph = self.graph_module
+        graph = self.graph_module
         if compile:
-            self._graph = torch.compile(self.graph_module, backend=backend, mode=mode)
+            graph = torch.compile(self.graph_module, backend=backend, mode=mode)
+        # Not a submodule: the graph holds no state, and `graph_module` is registered.
+        self.__dict__["_graph"] = graph
 
     @property
     def choices(self) -> dict[str, str]:

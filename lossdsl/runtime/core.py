@@ -105,6 +105,9 @@ class LossRuntime:
             raise InputError(f"param `{name}` = {value!r} is outside its range {shown}")
         return value
 
+    def _choice(self, name: str) -> Any:
+        return self.SPEC["choices"][name]["value"]
+
     def _set_choice(self, name: str, value: Any) -> None:
         spec = self.SPEC["choices"][name]
         if value == spec["value"]:
@@ -125,8 +128,16 @@ class LossRuntime:
             (t.device for t in tensors if isinstance(t, torch.Tensor)), self.param_values.device
         )
         step_tensor = self._step(step, dtype, device)
+        if self.param_values.dtype != torch.float64:  # `.to(dtype)` cast the buffer
+            self.param_values = self._param_tensor(self._param_floats)
         vector = self.param_values
         if params:
+            for name in params:
+                if name in self.SPEC.get("choices", {}) and params[name] != self._choice(name):
+                    raise InputError(
+                        f"`{name}` is a static choice: it is fixed when the module is built, "
+                        f"not for one call; use set_params({name}={params[name]!r}) or load "
+                        "the spec with it")
             floats = self._updated_params(params)
             if floats is not None:
                 vector = self._param_tensor(floats)

@@ -52,18 +52,32 @@ def parse_collecting(
 def _collect_later_errors(
     text: str, file: str, error: UnexpectedInput, found: list[Diagnostic]
 ) -> None:
-    line = error.line if isinstance(error.line, int) and error.line > 0 else None
-    while line is not None and len(found) < 20:
-        resume = _next_declaration_offset(text, line)
-        if resume is None:
+    resumed = -1
+    while len(found) < 20:
+        resume = _resume_offset(text, error)
+        if resume is None or resume <= resumed:
             return
+        resumed = resume
         blanked = re.sub(r"[^\n]", " ", text[:resume]) + text[resume:]
         try:
             _lark().parse(blanked, start="decls")
             return
         except UnexpectedInput as later:
-            found.append(_syntax_diagnostic(later, text, file))
-            line = later.line if isinstance(later.line, int) and later.line > line else None
+            found.append(_syntax_diagnostic(later, text, file, start="decls"))
+            error = later
+
+
+def _resume_offset(text: str, error: UnexpectedInput) -> int | None:
+    """Where to parse on after `error`: at the declaration keyword it stopped at (the
+    declaration before it was cut short), else at the next line starting a declaration."""
+    if not isinstance(error.line, int) or error.line < 1:
+        return None
+    if isinstance(error, UnexpectedToken) and isinstance(error.pos_in_stream, int):
+        offset = error.pos_in_stream
+        line_start = text.rfind("\n", 0, offset) + 1
+        if str(error.token) in DECLARATION_KEYWORDS and not text[line_start:offset].strip():
+            return offset
+    return _next_declaration_offset(text, error.line)
 
 
 def _next_declaration_offset(text: str, after_line: int) -> int | None:
@@ -142,7 +156,23 @@ def _previous_token(text: str, offset: int) -> str | None:
     return match.group(1) if match else None
 
 
-def _syntax_diagnostic(error: UnexpectedInput, text: str, file: str) -> Diagnostic:
+def _expected_terminals(error: UnexpectedInput, text: str, start: str) -> set[str]:
+    """The terminals the parser would accept where it failed (exact, not LALR's merged set)."""
+    try:
+        if isinstance(error, UnexpectedToken):
+            return set(error.accepts or error.expected)
+        if isinstance(error, UnexpectedCharacters):
+            interactive = _lark().parse_interactive(text[: error.pos_in_stream], start=start)
+            interactive.exhaust_lexer()
+            return set(interactive.accepts())
+    except Exception:  # noqa: BLE001 - fall back to what Lark reported
+        pass
+    return set(getattr(error, "expected", None) or getattr(error, "allowed", None) or ())
+
+
+def _syntax_diagnostic(
+    error: UnexpectedInput, text: str, file: str, start: str = "start"
+) -> Diagnostic:
     line = max(1, int(error.line)) if isinstance(error.line, int) and error.line > 0 else 1
     col = max(1, int(error.column)) if isinstance(error.column, int) and error.column > 0 else 1
     offset = error.pos_in_stream if isinstance(error.pos_in_stream, int) else len(text)
@@ -166,7 +196,7 @@ def _syntax_diagnostic(error: UnexpectedInput, text: str, file: str) -> Diagnost
             span,
             fix="write `a < b and b < c`",
         )
-    expected_names = set(getattr(error, "expected", None) or getattr(error, "allowed", None) or ())
+    expected_names = _expected_terminals(error, text, start)
     if not text.strip() or (line == 1 and "LOSS" in expected_names):
         return Diagnostic(
             "E100",
@@ -194,7 +224,8 @@ def _syntax_diagnostic(error: UnexpectedInput, text: str, file: str) -> Diagnost
 def _keyword_taken_as_name(text: str, offset: int) -> tuple[int, str] | None:
     """The offset of a declaration keyword that starts a line just before `offset`, if an
     operator or `=` precedes it (so it cannot be a value named like a keyword)."""
-    before = re.sub(r"#[^\n]*", "", text[:offset]).rstrip()
+    # Comments are blanked, not dropped, so offsets in `before` are offsets in `text`.
+    before = re.sub(r"#[^\n]*", lambda m: " " * len(m.group()), text[:offset]).rstrip()
     match = re.search(r"(?:^|\n)[ \t]*([A-Za-z_]+)$", before)
     if not match or match.group(1) not in DECLARATION_KEYWORDS:
         return None

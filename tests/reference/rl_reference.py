@@ -551,4 +551,4 @@ def distill_kl(*, student_logits, teacher_logits, mask=None, temperature=1.0,
     else:
         kl = F.kl_div(t, s, reduction="none", log_target=True).sum(-1)
     loss = masked_mean(kl, mask)
-    return {"loss": loss, "kl": loss}
+    return {"loss": loss, "kl": loss, "kl_per_token": kl.detach()}

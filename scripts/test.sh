@@ -1,0 +1,7 @@
+#!/usr/bin/env bash
+# The whole check: lint, format, types of the torch-free front end, then the tests.
+source "$(dirname "$0")/env.sh"
+ruff check lossdsl tests benchmarks scripts
+ruff format --check lossdsl tests benchmarks scripts
+mypy lossdsl/syntax lossdsl/ir lossdsl/ops lossdsl/passes lossdsl/diagnostics.py lossdsl/resources.py
+python -m pytest -q "$@"

@@ -1,0 +1,21 @@
+"""Shared fixtures: write a spec to a file and load it."""
+
+from __future__ import annotations
+
+import textwrap
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+
+@pytest.fixture
+def write_spec(tmp_path: Path) -> Callable[..., Path]:
+    """write_spec(text, name="spec.loss") -> the path of a spec file holding `text`."""
+
+    def write(text: str, name: str = "spec.loss") -> Path:
+        path = tmp_path / name
+        path.write_text(textwrap.dedent(text).lstrip())
+        return path
+
+    return write
