@@ -37,16 +37,24 @@ def train_ppo(compile: bool) -> None:
     for step in range(5):
         out = policy(tokens)
         result = loss_fn(
-            logits=out[..., :V], values=out[..., V], actions=actions, old_logp=old_logp,
-            old_values=out[..., V].detach(), advantages=advantages, returns=advantages,
-            mask=torch.ones(B, T), step=step,
+            logits=out[..., :V],
+            values=out[..., V],
+            actions=actions,
+            old_logp=old_logp,
+            old_values=out[..., V].detach(),
+            advantages=advantages,
+            returns=advantages,
+            mask=torch.ones(B, T),
+            step=step,
         )
         optimizer.zero_grad()
         result.loss.backward()
         optimizer.step()
         terms = ", ".join(f"{k}={v:.4f}" for k, v in result.terms.items())
-        print(f"ppo ({'compiled' if compile else 'eager'}) step {step}: "
-              f"loss={result.loss:.4f} {terms}")
+        print(
+            f"ppo ({'compiled' if compile else 'eager'}) step {step}: "
+            f"loss={result.loss:.4f} {terms}"
+        )
 
 
 if __name__ == "__main__":

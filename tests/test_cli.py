@@ -41,7 +41,13 @@ def test_check_json_is_one_document_with_one_object_per_file(write_spec):
     assert [len(r["diagnostics"]) for r in reports] == [0, 2]
     first = reports[1]["diagnostics"][0]
     assert {k: first[k] for k in ("code", "severity", "line", "col", "end_line", "end_col")} == {
-        "code": "E101", "severity": "error", "line": 3, "col": 10, "end_line": 3, "end_col": 14}
+        "code": "E101",
+        "severity": "error",
+        "line": 3,
+        "col": 10,
+        "end_line": 3,
+        "end_col": 14,
+    }
 
 
 def test_check_accepts_standard_library_names():
@@ -83,6 +89,7 @@ def test_check_does_not_import_torch(write_spec):
         f"try:\n    app(['check', {str(write_spec(CLEAN))!r}])\nexcept SystemExit:\n    pass\n"
         "print('torch' in sys.modules)"
     )
-    result = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True,
-                            check=True)
+    result = subprocess.run(
+        [sys.executable, "-c", program], capture_output=True, text=True, check=True
+    )
     assert result.stdout.strip().endswith("False")

@@ -12,6 +12,7 @@ def test_front_end_modules_leave_torch_out():
         "lossdsl.check('huber')\n"
         "print('torch' in sys.modules)"
     )
-    result = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True,
-                            check=True)
+    result = subprocess.run(
+        [sys.executable, "-c", program], capture_output=True, text=True, check=True
+    )
     assert result.stdout.strip() == "False"

@@ -18,8 +18,13 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A fresh virtual environment with lossdsl installed from a copy of the source tree."""
     base = tmp_path_factory.mktemp("pkg")
     source = base / "src"
-    shutil.copytree(ROOT, source, ignore=shutil.ignore_patterns(
-        ".venv", ".git", "*.egg-info", "build", "__pycache__", ".*_cache", "benchmarks"))
+    shutil.copytree(
+        ROOT,
+        source,
+        ignore=shutil.ignore_patterns(
+            ".venv", ".git", "*.egg-info", "build", "__pycache__", ".*_cache", "benchmarks"
+        ),
+    )
     venv = base / "venv"
     # The test environment's torch and friends are visible; lossdsl itself is not.
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
@@ -27,9 +32,23 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Path:
     parent_site = [p for p in sys.path if p.endswith("site-packages")]
     (site / "parent.pth").write_text("\n".join(parent_site) + "\n")
     env = {**os.environ, "PIP_DISABLE_PIP_VERSION_CHECK": "1"}
-    subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps",
-                    "--no-build-isolation", "--target", str(base / "target"), str(source)],
-                   check=True, env=env, cwd=base)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--no-deps",
+            "--no-build-isolation",
+            "--target",
+            str(base / "target"),
+            str(source),
+        ],
+        check=True,
+        env=env,
+        cwd=base,
+    )
     return base
 
 
@@ -38,8 +57,9 @@ def run(installed: Path, *args: str) -> subprocess.CompletedProcess:
     env["PYTHONPATH"] = str(installed / "target")
     program = "import sys; from lossdsl.cli import main; sys.argv[0] = 'lossdsl'; main()"
     python = installed / "venv" / "bin" / "python"
-    return subprocess.run([str(python), "-c", program, *args], capture_output=True, text=True,
-                          cwd=installed, env=env)
+    return subprocess.run(
+        [str(python), "-c", program, *args], capture_output=True, text=True, cwd=installed, env=env
+    )
 
 
 def test_installed_package_ships_grammar_and_standard_library(installed: Path):

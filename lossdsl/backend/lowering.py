@@ -169,8 +169,10 @@ class _Lowering:
         op = OPS[node.op]
         if node.type.kind == "float" and op.group in ("elementwise", "schedule"):
             kinds = [a.kind for a in self.present(op, node)]
-            args = [a if k == MASK else self.floating(a, self.kind(i))
-                    for a, i, k in zip(args, node.args, kinds, strict=True)]
+            args = [
+                a if k == MASK else self.floating(a, self.kind(i))
+                for a, i, k in zip(args, node.args, kinds, strict=True)
+            ]
         lowering = LOWERINGS.get(op.lowering)
         if lowering is not None:
             return lowering(self, node, args)

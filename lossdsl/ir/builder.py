@@ -9,7 +9,7 @@ from __future__ import annotations
 import difflib
 import math
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from lossdsl.diagnostics import Diagnostic, Span
 from lossdsl.ir.model import ChoiceSpec, InputSpec, NamedValue, Node, ParamSpec, RangeSpec, SpecIR
@@ -37,6 +37,8 @@ DTYPES = {
 }
 BUILTIN_VALUES = {"step", "inf", "pi"}
 SCALAR_FLOAT = TensorType("float", ())
+D = TypeVar("D")
+NamedDecl = ast.InputDecl | ast.ParamDecl | ast.ValueDecl
 
 
 class _Failed(Exception):
@@ -87,7 +89,7 @@ class _Builder:
         self.diagnostics: list[Diagnostic] = []
         self.nodes: list[Node] = []
         self.defs: dict[str, ast.DefDecl] = {}
-        self.values: dict[str, ast.Decl] = {}  # inputs, params, lets, terms, metrics by name
+        self.values: dict[str, NamedDecl] = {}  # inputs, params, lets, terms, metrics by name
         self.value_nodes: dict[str, int] = {}
         self.in_progress: list[str] = []
         self.dims: list[str] = []
@@ -103,9 +105,9 @@ class _Builder:
         self.step_node = self.add("step", (), {}, SCALAR_FLOAT, self.spec.name_span, name="step")
         self.declare_inputs()
         self.declare_choices()
-        for decl in self.decls(ast.ParamDecl):
-            if decl.value is not None:
-                self.value_of(decl.name, decl.name_span, _Scope())
+        for param in self.decls(ast.ParamDecl):
+            if param.value is not None:
+                self.value_of(param.name, param.name_span, _Scope())
         named = {"let": [], "term": [], "metric": []}  # type: dict[str, list[NamedValue]]
         for decl in self.decls(ast.ValueDecl):
             node = self.value_of(decl.name, decl.name_span, _Scope())
@@ -132,7 +134,7 @@ class _Builder:
             step_node=self.step_node,
         )
 
-    def decls(self, kind: type) -> list[Any]:
+    def decls(self, kind: type[D]) -> list[D]:
         return [d for d in self.spec.decls if isinstance(d, kind)]
 
     def error(
@@ -433,8 +435,9 @@ class _Builder:
             "div": _safe_div,
             "pow": _safe_pow,
         }
-        values = [self.fold(a) for a in node.args]
-        if any(v is None for v in values):
+        folded = [self.fold(a) for a in node.args]
+        values = [v for v in folded if v is not None]
+        if len(values) != len(folded):
             return None
         if node.op in unary:
             return unary[node.op](values[0])
@@ -569,7 +572,7 @@ class _Builder:
         decl = self.values.get(e.id)
         if decl is not None:
             if scope.params_only and not isinstance(decl, ast.ParamDecl):
-                what = "an input" if isinstance(decl, ast.InputDecl) else f"a {decl.kind}"  # type: ignore[union-attr]
+                what = "an input" if isinstance(decl, ast.InputDecl) else f"a {decl.kind}"
                 self.error(
                     scope.misuse_code,
                     f"`{e.id}` is {what}; this value may only use numbers, params and step",

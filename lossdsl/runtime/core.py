@@ -137,7 +137,8 @@ class LossRuntime:
                     raise InputError(
                         f"`{name}` is a static choice: it is fixed when the module is built, "
                         f"not for one call; use set_params({name}={params[name]!r}) or load "
-                        "the spec with it")
+                        "the spec with it"
+                    )
             floats = self._updated_params(params)
             if floats is not None:
                 vector = self._param_tensor(floats)

@@ -53,8 +53,9 @@ def test_one_compilation_across_steps_params_and_dim_sizes(write_spec):
         eager.set_params(clip=0.1 + 0.05 * call)
         out = loss_fn(**x, step=call * 17, params={"ent_coef": 0.01 * call} if call % 2 else None)
         out.loss.backward()
-        expected = eager(**x, step=call * 17, params={"ent_coef": 0.01 * call} if call % 2
-                         else None)
+        expected = eager(
+            **x, step=call * 17, params={"ent_coef": 0.01 * call} if call % 2 else None
+        )
         torch.testing.assert_close(out.loss, expected.loss)
     assert backend.compilations == 1
 
@@ -70,12 +71,16 @@ def test_callers_tensors_keep_no_dynamic_marks(write_spec):
 
 def test_one_compilation_per_rank_of_leading_dims(write_spec):
     backend = CountingBackend()
-    loss_fn = lossdsl.load(write_spec("""
+    loss_fn = lossdsl.load(
+        write_spec("""
         loss ranks
         input x : float[..., C] grad
         input y : float[..., C]
         term t = mean(square(x - y))
-    """), compile=True, backend=backend)
+    """),
+        compile=True,
+        backend=backend,
+    )
     for shape in [(2, 3), (4, 5), (2, 3, 4), (3, 5, 6), (6, 2)]:
         loss_fn(x=torch.randn(shape), y=torch.randn(shape))
     assert backend.compilations == 2  # rank 2 and rank 3

@@ -8,7 +8,8 @@ import lossdsl
 
 
 def test_generated_code_uses_the_specs_names(write_spec):
-    loss_fn = lossdsl.load(write_spec("""
+    loss_fn = lossdsl.load(
+        write_spec("""
         loss named
         input logits  : float[B, V] grad
         input actions : int[B]
@@ -17,34 +18,38 @@ def test_generated_code_uses_the_specs_names(write_spec):
         let picked = gather(logp, actions, dim=V)
         term nll = -mean(picked) * scale
         metric confidence = mean(exp(picked))
-    """))
+    """)
+    )
     code = loss_fn.code
     assert "def forward(self, logits, actions, step, params):" in code
-    for name in ("logp = torch.log_softmax(", "picked = ", "nll = ", "scale = ",
-                 "confidence = "):
+    for name in ("logp = torch.log_softmax(", "picked = ", "nll = ", "scale = ", "confidence = "):
         assert name in code, name
 
 
 def test_softmax_family_of_the_same_logits_is_computed_once(write_spec):
-    loss_fn = lossdsl.load(write_spec("""
+    loss_fn = lossdsl.load(
+        write_spec("""
         loss shared
         input logits : float[B, V] grad
         input target : int[B]
         term nll = -mean(gather(log_softmax(logits, dim=V), target, dim=V))
         term ent = mean(entropy(logits, dim=V))
-    """))
+    """)
+    )
     assert loss_fn.code.count("torch.log_softmax(") == 1
 
 
 def test_repeated_masked_means_count_the_mask_once(write_spec):
-    loss_fn = lossdsl.load(write_spec("""
+    loss_fn = lossdsl.load(
+        write_spec("""
         loss counted
         input x : float[N] grad
         input m : bool[N]
         def masked_mean(v, mask) = sum(v, where=mask) / max(count(mask), 1)
         term a = masked_mean(x, m)
         term b = masked_mean(square(x), m)
-    """))
+    """)
+    )
     assert loss_fn.code.count("m.to(dtype)") == 1
     x, m = torch.randn(5), torch.tensor([1, 0, 1, 1, 0], dtype=torch.bool)
     out = loss_fn(x=x, m=m)
@@ -52,13 +57,15 @@ def test_repeated_masked_means_count_the_mask_once(write_spec):
 
 
 def test_metrics_record_no_gradient(write_spec):
-    loss_fn = lossdsl.load(write_spec("""
+    loss_fn = lossdsl.load(
+        write_spec("""
         loss metered
         input x : float[N] grad
         let y = exp(x)
         term t = mean(y)
         metric big = max(y * 2)
-    """))
+    """)
+    )
     x = torch.randn(4, requires_grad=True)
     out = loss_fn(x=x)
     assert out.metrics["big"].grad_fn is None

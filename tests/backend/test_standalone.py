@@ -44,8 +44,13 @@ def test_standalone_module_matches_load_without_lossdsl_importable(tmp_path: Pat
     (tmp_path / "ce_loss.py").write_text(standalone_source(ir))
     program = PROGRAM.format(folder=str(tmp_path), module="ce_loss", cls="CrossEntropy")
     # -I: isolated mode, so neither the working directory nor PYTHONPATH leaks lossdsl in.
-    result = subprocess.run([sys.executable, "-I", "-c", program], capture_output=True,
-                            text=True, cwd=tmp_path, check=True)
+    result = subprocess.run(
+        [sys.executable, "-I", "-c", program],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        check=True,
+    )
     standalone = json.loads(result.stdout)
 
     torch.manual_seed(0)

@@ -72,8 +72,13 @@ def reference(x: dict, clip_low=0.2, clip_high=0.2, vf_coef=0.5, step=0) -> dict
     entropy = (-(logp.exp() * logp).sum(-1) * mask).sum() / n
     ent_coef = 0.01 + (0.0 - 0.01) * min(max(step / 10000, 0), 1)
     loss = policy + vf_coef * value - ent_coef * entropy
-    return {"loss": loss, "policy": policy, "value": value, "entropy": entropy,
-            "ent_coef": ent_coef}
+    return {
+        "loss": loss,
+        "policy": policy,
+        "value": value,
+        "entropy": entropy,
+        "ent_coef": ent_coef,
+    }
 
 
 @pytest.fixture
@@ -113,12 +118,14 @@ def test_outputs_are_detached_except_the_loss(ppo):
 
 
 def test_non_grad_inputs_are_detached(write_spec):
-    loss_fn = lossdsl.load(write_spec("""
+    loss_fn = lossdsl.load(
+        write_spec("""
         loss detached
         input x : float[N] grad
         input y : float[N]
         term t = mean(x * y)
-    """))
+    """)
+    )
     x = torch.randn(4, requires_grad=True)
     y = torch.randn(4, requires_grad=True)
     loss_fn(x=x, y=y).loss.backward()
@@ -134,12 +141,15 @@ def test_float32_inputs_compute_in_float32_and_float64_wins(ppo):
 
 
 def test_bf16_inputs_are_upcast_to_float32(ppo):
-    x = {k: (v.detach().to(torch.bfloat16) if v.is_floating_point() else v)
-         for k, v in inputs(torch.float32).items()}
+    x = {
+        k: (v.detach().to(torch.bfloat16) if v.is_floating_point() else v)
+        for k, v in inputs(torch.float32).items()
+    }
     out = ppo(**x)
     assert out.loss.dtype == torch.float32
-    reference_loss = reference({k: (v.float() if v.is_floating_point() else v)
-                                for k, v in x.items()})["loss"]
+    reference_loss = reference(
+        {k: (v.float() if v.is_floating_point() else v) for k, v in x.items()}
+    )["loss"]
     torch.testing.assert_close(out.loss, reference_loss, rtol=1e-6, atol=1e-6)
 
 
@@ -171,8 +181,7 @@ def test_params_at_load_with_set_params_and_per_call(write_spec):
     later.set_params(clip_low=0.05, vf_coef=2.0)
     torch.testing.assert_close(later(**x).loss, expected)
     once = lossdsl.load(path)
-    torch.testing.assert_close(once(**x, params={"clip_low": 0.05, "vf_coef": 2.0}).loss,
-                               expected)
+    torch.testing.assert_close(once(**x, params={"clip_low": 0.05, "vf_coef": 2.0}).loss, expected)
     torch.testing.assert_close(once(**x).loss, reference(x)["loss"])  # only for that call
 
 
@@ -182,12 +191,15 @@ def test_overriding_a_scheduled_param_replaces_the_schedule(ppo):
     assert ppo(**inputs(), step=5000).weights["entropy"].item() == pytest.approx(-0.005)
 
 
-@pytest.mark.parametrize("bad, message", [
-    ({"clip_lo": 0.1}, "`clip_lo` is not a param of ppo_like"),
-    ({"clip_low": 1.5}, "param `clip_low` = 1.5 is outside its range [0, 1]"),
-    ({"vf_coef": float("nan")}, "param `vf_coef` = nan is outside its range [0, inf)"),
-    ({"vf_coef": "big"}, "param `vf_coef` takes a number"),
-])
+@pytest.mark.parametrize(
+    "bad, message",
+    [
+        ({"clip_lo": 0.1}, "`clip_lo` is not a param of ppo_like"),
+        ({"clip_low": 1.5}, "param `clip_low` = 1.5 is outside its range [0, 1]"),
+        ({"vf_coef": float("nan")}, "param `vf_coef` = nan is outside its range [0, inf)"),
+        ({"vf_coef": "big"}, "param `vf_coef` takes a number"),
+    ],
+)
 def test_bad_params_are_input_errors(ppo, bad, message):
     with pytest.raises(lossdsl.InputError) as error:
         ppo.set_params(**bad)
@@ -248,12 +260,14 @@ def test_static_choice_is_chosen_at_load_and_rebuilt_by_set_params(write_spec):
 
 
 def test_leading_dims_bind_once_for_every_input(write_spec):
-    loss_fn = lossdsl.load(write_spec("""
+    loss_fn = lossdsl.load(
+        write_spec("""
         loss ell
         input x : float[..., C] grad
         input y : float[...]
         term t = mean(sum(x, dim=C) * y)
-    """))
+    """)
+    )
     x, y = torch.randn(2, 3, 4), torch.randn(2, 3)
     torch.testing.assert_close(loss_fn(x=x, y=y).loss, (x.sum(-1) * y).mean())
     with pytest.raises(lossdsl.InputError, match=r"\.\.\. = \(2, 3\)"):
