@@ -24,7 +24,8 @@ LossFn = Callable[..., Tensor]
 IGNORE_INDEX = -100
 
 # Hyper-parameters shared by the hand-written versions and, where a spec needs telling, `params=`.
-PPO_CLIP, PPO_VF_COEF, PPO_ENT_COEF_AT_STEP_0 = 0.2, 0.5, 0.01
+PPO_CLIP, PPO_DUAL_CLIP, PPO_VALUE_CLIP = 0.2, 3.0, 0.2
+PPO_VF_COEF, PPO_ENT_COEF_AT_STEP_0 = 0.5, 0.01
 GRPO_CLIP, GRPO_KL_COEF = 0.2, 0.04
 DPO_BETA = 0.1
 HUBER_DELTA = 1.0
@@ -40,6 +41,10 @@ def masked_mean(x: Tensor, mask: Tensor) -> Tensor:
 def token_logprobs(logits: Tensor, actions: Tensor) -> Tensor:
     logp = torch.log_softmax(logits, dim=-1)
     return torch.gather(logp, -1, actions.unsqueeze(-1)).squeeze(-1)
+
+
+def clamped_ratio(logp: Tensor, old_logp: Tensor) -> Tensor:
+    return torch.exp(torch.clamp(logp - old_logp, min=-20.0, max=20.0))
 
 
 def entropy_from_logits(logits: Tensor) -> Tensor:
@@ -93,6 +98,7 @@ def make_ppo(size: dict[str, int], device: str) -> Inputs:
     return {
         "logits": leaf(torch.randn(b, t, v, generator=gen), device, grad=True),
         "values": leaf(torch.randn(b, t, generator=gen), device, grad=True),
+        "old_values": torch.randn(b, t, generator=gen).to(device),
         "actions": torch.randint(0, v, (b, t), generator=gen).to(device),
         "old_logp": (-torch.rand(b, t, generator=gen) * 10).to(device),
         "advantages": torch.randn(b, t, generator=gen).to(device),
@@ -106,17 +112,23 @@ def hand_ppo(
     values: Tensor,
     actions: Tensor,
     old_logp: Tensor,
+    old_values: Tensor,
     advantages: Tensor,
     returns: Tensor,
     mask: Tensor,
 ) -> Tensor:
-    """LANGUAGE.md's PPO example at step 0, written as verl's compute_policy_loss does."""
+    """verl's PPO at step 0 (compute_policy_loss_vanilla with dual clip, compute_value_loss,
+    entropy bonus), every term a token mean over `mask`: the defaults of specs/rl/ppo.loss."""
     logp = token_logprobs(logits, actions)
-    ratio = torch.exp(torch.clamp(logp - old_logp, max=20.0))
-    pg_losses = -advantages * ratio
-    pg_losses_clipped = -advantages * torch.clamp(ratio, 1 - PPO_CLIP, 1 + PPO_CLIP)
-    policy = masked_mean(torch.maximum(pg_losses, pg_losses_clipped), mask)
-    value = masked_mean((values - returns) ** 2, mask)
+    ratio = clamped_ratio(logp, old_logp)
+    pg_losses = torch.maximum(
+        -advantages * ratio, -advantages * torch.clamp(ratio, 1 - PPO_CLIP, 1 + PPO_CLIP)
+    )
+    dual_clipped = torch.minimum(pg_losses, -advantages * PPO_DUAL_CLIP)
+    policy = masked_mean(torch.where(advantages < 0, dual_clipped, pg_losses), mask)
+    values_clipped = torch.clamp(values, old_values - PPO_VALUE_CLIP, old_values + PPO_VALUE_CLIP)
+    value_losses = torch.maximum((values - returns) ** 2, (values_clipped - returns) ** 2)
+    value = 0.5 * masked_mean(value_losses, mask)
     entropy = masked_mean(entropy_from_logits(logits), mask)
     return policy + PPO_VF_COEF * value - PPO_ENT_COEF_AT_STEP_0 * entropy
 
@@ -132,10 +144,15 @@ def make_grpo(size: dict[str, int], device: str) -> Inputs:
         "actions": torch.randint(0, v, (b, t), generator=gen).to(device),
         "old_logp": (-torch.rand(b, t, generator=gen) * 10).to(device),
         "ref_logp": (-torch.rand(b, t, generator=gen) * 10).to(device),
-        # Per-sequence advantages broadcast over tokens, as verl passes them.
-        "advantages": torch.randn(b, 1, generator=gen).expand(b, t).contiguous().to(device),
+        "advantages": torch.randn(b, 1, generator=gen).to(device),  # per sequence
         "mask": random_mask((b, t), keep=0.8, gen=gen).to(device),
     }
+
+
+def grpo_spec_inputs(inputs: Inputs) -> Inputs:
+    """specs/rl/grpo.loss takes per-token log-probs: log_softmax + gather run in eager torch."""
+    spec_inputs = {name: t for name, t in inputs.items() if name not in ("logits", "actions")}
+    return {"logp": token_logprobs(inputs["logits"], inputs["actions"]), **spec_inputs}
 
 
 def hand_grpo(
@@ -146,9 +163,10 @@ def hand_grpo(
     advantages: Tensor,
     mask: Tensor,
 ) -> Tensor:
-    """Token-level clipped surrogate + k3 KL, aggregated seq_mean_token_mean (verl's agg_loss)."""
+    """Token-level clipped surrogate + k3 KL (NeMo RL's calculate_kl clamps), aggregated
+    seq_mean_token_mean as verl's agg_loss does."""
     logp = token_logprobs(logits, actions)
-    ratio = torch.exp(torch.clamp(logp - old_logp, max=20.0))
+    ratio = clamped_ratio(logp, old_logp)
     surrogate = torch.minimum(
         ratio * advantages, torch.clamp(ratio, 1 - GRPO_CLIP, 1 + GRPO_CLIP) * advantages
     )
@@ -277,7 +295,8 @@ CASES: dict[str, Case] = {
             make_inputs=make_grpo,
             hand=hand_grpo,
             sizes={"full": VOCAB_FULL, "gpu": VOCAB_GPU, "quick": VOCAB_QUICK},
-            spec_params={"agg": "seq_mean_token_mean"},
+            spec_inputs=grpo_spec_inputs,
+            spec_params={"agg": "seq_mean_token_mean", "kl_coef": GRPO_KL_COEF},
         ),
         Case(
             name="dpo",

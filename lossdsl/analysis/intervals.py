@@ -646,8 +646,10 @@ def clamp(x: Interval, lo: Interval | None = None, hi: Interval | None = None) -
 
 
 def xlogy(x: Interval, y: Interval) -> Interval:
-    """x · log(y), with xlogy(0, y) = 0 for every y ≥ 0 (torch), as the 0·inf rule gives."""
-    return mul(x, log(y))
+    """x · log(y), with xlogy(0, y) = 0 for every y (torch), also where log(y) is -inf
+    (the 0·inf rule gives that) or NaN (y < 0, so it is added here)."""
+    product = mul(x, log(y))
+    return hull(product, ZERO) if x.contains_zero and not y.is_empty else product
 
 
 def xlogx(x: Interval) -> Interval:

@@ -54,7 +54,7 @@ def _collect_later_errors(
 ) -> None:
     resumed = -1
     while len(found) < 20:
-        resume = _resume_offset(text, error)
+        resume = _resume_offset(text, found[-1].span)
         if resume is None or resume <= resumed:
             return
         resumed = resume
@@ -64,20 +64,19 @@ def _collect_later_errors(
             return
         except UnexpectedInput as later:
             found.append(_syntax_diagnostic(later, text, file, start="decls"))
-            error = later
 
 
-def _resume_offset(text: str, error: UnexpectedInput) -> int | None:
-    """Where to parse on after `error`: at the declaration keyword it stopped at (the
-    declaration before it was cut short), else at the next line starting a declaration."""
-    if not isinstance(error.line, int) or error.line < 1:
+def _resume_offset(text: str, span: Span) -> int | None:
+    """Where to parse on after an error at `span`: at the declaration keyword it points at
+    (the declaration before it was cut short), else at the next line starting a declaration."""
+    lines = text.splitlines(keepends=True)
+    if not 1 <= span.line <= len(lines):
         return None
-    if isinstance(error, UnexpectedToken) and isinstance(error.pos_in_stream, int):
-        offset = error.pos_in_stream
-        line_start = text.rfind("\n", 0, offset) + 1
-        if str(error.token) in DECLARATION_KEYWORDS and not text[line_start:offset].strip():
-            return offset
-    return _next_declaration_offset(text, error.line)
+    line = lines[span.line - 1]
+    words = line[span.col - 1 :].split(maxsplit=1)
+    if not line[: span.col - 1].strip() and words and words[0] in DECLARATION_KEYWORDS:
+        return sum(len(earlier) for earlier in lines[: span.line - 1]) + span.col - 1
+    return _next_declaration_offset(text, span.line)
 
 
 def _next_declaration_offset(text: str, after_line: int) -> int | None:
@@ -136,7 +135,7 @@ def _describe_expected(expected: set[str]) -> str:
         expected = {name for name in expected if name.lower() not in keywords}
     for name in sorted(expected):
         if name == "LOSS":
-            parts.append("'loss NAME' on the first line")
+            parts.append("the header `loss <name>` on the first line")
         elif name in _WORDS:
             word = _WORDS[name]
             if word not in parts:
@@ -197,10 +196,10 @@ def _syntax_diagnostic(
             fix="write `a < b and b < c`",
         )
     expected_names = _expected_terminals(error, text, start)
-    if not text.strip() or (line == 1 and "LOSS" in expected_names):
+    if not text.strip() or "LOSS" in expected_names:
         return Diagnostic(
             "E100",
-            "expected `loss NAME` on the first line",
+            f"expected the header `loss <name>` on the first line{found}",
             span,
             fix="start the spec with `loss my_loss`",
         )

@@ -14,6 +14,7 @@ from lossdsl.backend.standalone import standalone_source
 
 PROGRAM = """
 import json, sys
+sys.modules["lossdsl"] = None  # lossdsl is installed in this environment: make it unimportable
 sys.path.insert(0, {folder!r})
 import torch
 from {module} import {cls}
@@ -43,7 +44,6 @@ def test_standalone_module_matches_load_without_lossdsl_importable(tmp_path: Pat
     ir = lossdsl.build_ir("cross_entropy")
     (tmp_path / "ce_loss.py").write_text(standalone_source(ir))
     program = PROGRAM.format(folder=str(tmp_path), module="ce_loss", cls="CrossEntropy")
-    # -I: isolated mode, so neither the working directory nor PYTHONPATH leaks lossdsl in.
     result = subprocess.run(
         [sys.executable, "-I", "-c", program],
         capture_output=True,
