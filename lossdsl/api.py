@@ -3,26 +3,38 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from lossdsl import cache
 from lossdsl.diagnostics import Diagnostic, LossSpecError
-from lossdsl.ir import SpecIR
-from lossdsl.passes import Checked, check_reference, check_text
-from lossdsl.syntax import ast
-from lossdsl.syntax.parser import parse as _parse
+from lossdsl.ir.model import SpecIR
+from lossdsl.resources import resolve_reference
+
+if TYPE_CHECKING:
+    from lossdsl.syntax import ast
+
+# The parser and checker are imported where they are used: a load served from the IR cache
+# never imports them (nor lark).
 
 
 def parse(text: str, file: str = "<string>") -> ast.SpecAST:
     """The AST of a spec's text; raises `LossSpecError` on syntax errors."""
-    return _parse(text, file)
+    from lossdsl.syntax.parser import parse as parse_text
+
+    return parse_text(text, file)
 
 
 def check(spec: str | Path) -> list[Diagnostic]:
     """Every diagnostic of a spec (a path or a standard-library name)."""
+    from lossdsl.passes import check_reference
+
     return check_reference(spec).diagnostics
 
 
 def build_ir(spec: str | Path, choices: dict[str, str] | None = None) -> SpecIR:
+    """The checked IR of a spec; raises `LossSpecError` with every error found."""
+    from lossdsl.passes import check_reference
+
     return check_reference(spec, choices).raise_for_errors()
 
 
@@ -33,15 +45,22 @@ def load(
     backend: str = "inductor",
     mode: str | None = None,
 ) -> Any:
-    """Compile a spec (a path or a standard-library name) into a `LossModule`."""
+    """Compile a spec (a path or a standard-library name) into a `LossModule`.
+
+    A `.pt2` written by `lossdsl compile --export` loads too (its graph is already built).
+    """
     from lossdsl.backend.module import LossModule
 
-    checked = _check_for_load(spec, params)
-    ir = checked.raise_for_errors()
+    if str(spec).endswith(".pt2"):
+        from lossdsl.backend.export import load_exported
+
+        return load_exported(Path(spec), params)
 
     def rebuild(choices: dict[str, str]) -> SpecIR:
-        return _check_for_load(spec, choices).raise_for_errors()
+        return _cached_ir(spec, choices, backend, mode)
 
+    choices = {k: v for k, v in (params or {}).items() if isinstance(v, str)}
+    ir = rebuild(choices)
     return LossModule(ir, rebuild, params=params, compile=compile, backend=backend, mode=mode)
 
 
@@ -55,6 +74,7 @@ def load_text(
 ) -> Any:
     """Like `load`, for a spec given as text."""
     from lossdsl.backend.module import LossModule
+    from lossdsl.passes import check_text
 
     def rebuild(choices: dict[str, str]) -> SpecIR:
         return check_text(text, file, Path.cwd(), choices).raise_for_errors()
@@ -63,9 +83,18 @@ def load_text(
     return LossModule(ir, rebuild, params=params, compile=compile, backend=backend, mode=mode)
 
 
-def _check_for_load(spec: str | Path, params: dict[str, Any] | None) -> Checked:
-    choices = {k: v for k, v in (params or {}).items() if isinstance(v, str)}
-    return check_reference(spec, choices)
+def _cached_ir(
+    spec: str | Path, choices: dict[str, str], backend: object, mode: str | None
+) -> SpecIR:
+    """The checked IR, from the on-disk cache when this exact spec was built before."""
+    path = Path(spec) if isinstance(spec, Path) else resolve_reference(spec)
+    key = cache.cache_key(path, choices, backend, mode) if path and path.is_file() else None
+    ir = cache.load_ir(key) if key else None
+    if ir is None:
+        ir = build_ir(spec, choices)
+        if key:
+            cache.store_ir(key, ir)
+    return ir
 
 
 __all__ = ["parse", "check", "load", "load_text", "build_ir", "LossSpecError"]

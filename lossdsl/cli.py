@@ -84,14 +84,33 @@ def _ir_or_exit(spec: str) -> object:
 @app.command()
 def compile(
     spec: SpecArg,
-    output: Annotated[Path, typer.Option("-o", "--output", help="the .py file to write")],
+    output: Annotated[
+        Path | None, typer.Option("-o", "--output", help="a standalone .py to write")
+    ] = None,
+    export: Annotated[
+        Path | None, typer.Option("--export", help="a torch.export .pt2 to write")
+    ] = None,
+    dtype: Annotated[str, typer.Option(help="compute dtype of the .pt2: f32 or f64")] = "f32",
+    leading_rank: Annotated[int, typer.Option(help="rank of `...` in the .pt2")] = 1,
 ) -> None:
-    """Write a standalone Python module (needs only torch) for a spec."""
+    """Write a standalone Python module (needs only torch) and/or a torch.export program."""
+    if output is None and export is None:
+        typer.echo("give -o OUT.py, --export OUT.pt2, or both", err=True)
+        raise typer.Exit(2)
+    if dtype not in ("f32", "f64"):
+        typer.echo(f"--dtype must be f32 or f64, got {dtype!r}", err=True)
+        raise typer.Exit(2)
     ir = _ir_or_exit(spec)
-    from lossdsl.backend.standalone import standalone_source
+    if output is not None:
+        from lossdsl.backend.standalone import standalone_source
 
-    output.write_text(standalone_source(ir))  # type: ignore[arg-type]
-    typer.echo(f"wrote {output}")
+        output.write_text(standalone_source(ir))  # type: ignore[arg-type]
+        typer.echo(f"wrote {output}")
+    if export is not None:
+        from lossdsl.backend.export import export_program
+
+        export_program(ir, export, dtype=dtype, leading_rank=leading_rank)  # type: ignore[arg-type]
+        typer.echo(f"wrote {export}")
 
 
 @app.command()

@@ -30,3 +30,11 @@ def stdlib_index() -> dict[str, Path]:
 def is_path_reference(ref: str) -> bool:
     """LANGUAGE.md: an argument with a `/` or ending in `.loss` is a path, else a standard name."""
     return "/" in ref or ref.endswith(".loss") or "\\" in ref
+
+
+def resolve_reference(ref: str) -> Path | None:
+    """A path, or a standard-library name, to a file (None when there is none)."""
+    if is_path_reference(ref):
+        path = Path(ref)
+        return path if path.is_file() else None
+    return stdlib_index().get(ref)

@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+import os
 import textwrap
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+
+
+@pytest.fixture(autouse=True, scope="session")
+def private_ir_cache(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Tests never read or write the user's IR cache."""
+    os.environ["LOSSDSL_CACHE_DIR"] = str(tmp_path_factory.mktemp("ir-cache"))
 
 
 @pytest.fixture

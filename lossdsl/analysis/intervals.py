@@ -362,7 +362,7 @@ def mul(a: Interval, b: Interval) -> Interval:
     cands: list[Bound] = []
     for x, xc in _ends(a):
         for y, yc in _ends(b):
-            v = 0.0 if x == 0 or y == 0 else x * y
+            v = 0.0 if x == 0 or y == 0 else _underflowed(x * y, x, y)
             attained = (xc and yc) or (x == 0 and xc) or (y == 0 and yc) or _overflowed(v, x, y)
             cands.append((v, attained))
     return _image(_pick_lo(cands), _pick_hi(cands))
@@ -388,9 +388,17 @@ def div(a: Interval, b: Interval) -> Interval:
     return mul(a, reciprocal(b))
 
 
+def _underflowed(v: float, *operands: float) -> float:
+    # A nonzero product rounded to ±0 keeps its sign as the smallest float, so that a
+    # later reciprocal cannot lose it (1 / (-1e-185)^3 is -inf, not +inf).
+    if v == 0 and all(o != 0 for o in operands):
+        return math.copysign(5e-324, v)
+    return v
+
+
 def _pow(t: float, p: float) -> float:
     try:
-        return math.pow(t, p)
+        return _underflowed(math.pow(t, p), t) if p > 0 else math.pow(t, p)
     except (OverflowError, ValueError):  # overflow, or 0 to a negative power
         if t == 0:
             return inf

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from lossdsl.diagnostics import Diagnostic, Span
-from lossdsl.resources import is_path_reference, stdlib_index
+from lossdsl.resources import resolve_reference, stdlib_index
 from lossdsl.syntax import ast
 from lossdsl.syntax.parser import parse_collecting
 
@@ -19,14 +19,6 @@ class Loaded:
     used: list[ast.SpecAST] = field(default_factory=list)
     sources: dict[str, str] = field(default_factory=dict)
     diagnostics: list[Diagnostic] = field(default_factory=list)
-
-
-def resolve_reference(ref: str) -> Path | None:
-    """A path, or a standard-library name, to a file (None when there is none)."""
-    if is_path_reference(ref):
-        path = Path(ref)
-        return path if path.is_file() else None
-    return stdlib_index().get(ref)
 
 
 def display_name(path: Path) -> str:

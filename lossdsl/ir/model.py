@@ -12,7 +12,7 @@ from lossdsl.ir.types import Dim, TensorType
 
 
 class _Frozen(BaseModel):
-    model_config = ConfigDict(frozen=True, arbitrary_types_allowed=True)
+    model_config = ConfigDict(frozen=True, ser_json_inf_nan="constants")
 
 
 class RangeSpec(_Frozen):

@@ -69,7 +69,7 @@ def _collect_later_errors(
 def _resume_offset(text: str, span: Span) -> int | None:
     """Where to parse on after an error at `span`: at the declaration keyword it points at
     (the declaration before it was cut short), else at the next line starting a declaration."""
-    lines = text.splitlines(keepends=True)
+    lines = _lines(text)
     if not 1 <= span.line <= len(lines):
         return None
     line = lines[span.line - 1]
@@ -81,7 +81,7 @@ def _resume_offset(text: str, span: Span) -> int | None:
 
 def _next_declaration_offset(text: str, after_line: int) -> int | None:
     offset = 0
-    for number, line in enumerate(text.splitlines(keepends=True), start=1):
+    for number, line in enumerate(_lines(text), start=1):
         words = line.split()
         if number > after_line and words and words[0] in DECLARATION_KEYWORDS:
             return offset
@@ -235,8 +235,14 @@ def _keyword_taken_as_name(text: str, offset: int) -> tuple[int, str] | None:
     return None
 
 
+def _lines(text: str) -> list[str]:
+    """The lines as Lark counts them (only `\n` ends one; `str.splitlines` knows more)."""
+    return re.findall(r"[^\n]*\n|[^\n]+$", text)
+
+
 def _end_position(text: str) -> tuple[int, int]:
-    lines = text.rstrip().splitlines() or [""]
+    """Just after the last character that is not white space, as Lark counts lines."""
+    lines = text.rstrip(" \t\f\r\n").split("\n")
     return len(lines), len(lines[-1]) + 1
 
 
