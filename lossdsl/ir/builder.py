@@ -92,6 +92,7 @@ class _Builder:
         self.values: dict[str, NamedDecl] = {}  # inputs, params, lets, terms, metrics by name
         self.value_nodes: dict[str, int] = {}
         self.in_progress: list[str] = []
+        self.failed: set[str] = set()  # values whose errors are already reported
         self.dims: list[str] = []
         self.inputs: list[InputSpec] = []
         self.params: list[ParamSpec] = []
@@ -375,7 +376,7 @@ class _Builder:
                     decl.span,
                 )
             value = self.choice_overrides.get(decl.name, decl.choice)
-            if value not in decl.choices:
+            if value not in decl.choices and decl.choice in decl.choices:
                 self.error(
                     "E204",
                     f'static choice `{decl.name}` cannot be "{value}": expected '
@@ -396,7 +397,8 @@ class _Builder:
             default = folded if self.type_of(default_node).dims == () else None
             if folded is None:
                 default = None
-        if rng is not None and default is not None and not rng.contains(default):
+        outside = rng is not None and not rng.is_empty() and default is not None
+        if outside and rng is not None and default is not None and not rng.contains(default):
             self.error(
                 "E204",
                 f"param `{decl.name}` = {_show(default)} is outside its range {rng}",
@@ -451,12 +453,16 @@ class _Builder:
         """The node of a spec-level value, building lets, terms and params on first use."""
         if name in self.value_nodes:
             return self.value_nodes[name]
+        if name in self.failed:
+            return None  # its error was reported where it is defined
         decl = self.values.get(name)
         if decl is None or isinstance(decl, ast.InputDecl):
             return None
         if name in self.in_progress:
-            cycle = " -> ".join([*self.in_progress[self.in_progress.index(name) :], name])
+            members = self.in_progress[self.in_progress.index(name) :]
+            cycle = " -> ".join([*members, name])
             self.error("E106", f"`{name}` is defined in terms of itself: {cycle}", span)
+            self.failed.update(members)
             raise _Failed
         self.in_progress.append(name)
         try:
@@ -467,7 +473,7 @@ class _Builder:
                 body = self.expr(decl.value, _Scope())
                 node = self.named(body, name, decl.kind)
         except _Failed:
-            self.value_nodes.pop(name, None)
+            self.failed.add(name)
             return None
         finally:
             self.in_progress.remove(name)
@@ -509,11 +515,14 @@ class _Builder:
             return self.name(e, scope)
         if isinstance(e, ast.Unary):
             operand = self.expr(e.operand, scope)
-            return self.apply(OPS[UNARY_OPERATORS[e.op]], [operand], {}, e.span, scope)
+            return self.apply(
+                OPS[UNARY_OPERATORS[e.op]], [operand], {}, e.span, scope, [e.operand.span]
+            )
         if isinstance(e, ast.Binary):
             left = self.expr(e.left, scope)
             right = self.expr(e.right, scope)
-            return self.apply(OPS[BINARY_OPERATORS[e.op]], [left, right], {}, e.span, scope)
+            spans = [e.left.span, e.right.span]
+            return self.apply(OPS[BINARY_OPERATORS[e.op]], [left, right], {}, e.span, scope, spans)
         if isinstance(e, ast.Call):
             return self.call(e, scope)
         if isinstance(e, ast.ListExpr):
@@ -642,6 +651,7 @@ class _Builder:
             raise _Failed
         bound = self.bind_arguments(op, e, scope)
         tensors: list[int] = []
+        spans: list[Span] = []
         attrs: dict[str, Any] = {}
         failed = False
         for arg in op.args:
@@ -661,9 +671,11 @@ class _Builder:
                                 scope=scope,
                             )
                         )
+                        spans.append(e.span)
                         attrs.setdefault("present", []).append(arg.name)
                         continue
                     tensors.append(self.expr(value, scope))
+                    spans.append(value.span)
                     attrs.setdefault("present", []).append(arg.name)
                 else:
                     attrs[arg.name] = self.static_argument(
@@ -675,7 +687,7 @@ class _Builder:
             raise _Failed
         if "present" in attrs:
             attrs["present"] = tuple(attrs["present"])
-        return self.apply(op, tensors, attrs, e.span, scope)
+        return self.apply(op, tensors, attrs, e.span, scope, spans)
 
     def bind_arguments(self, op: Op, e: ast.Call, scope: _Scope) -> dict[str, ast.Expr]:
         names = [a.name for a in op.args]
@@ -788,7 +800,13 @@ class _Builder:
         raise _Failed
 
     def apply(
-        self, op: Op, args: list[int], attrs: dict[str, Any], span: Span, scope: _Scope
+        self,
+        op: Op,
+        args: list[int],
+        attrs: dict[str, Any],
+        span: Span,
+        scope: _Scope,
+        arg_spans: list[Span] | None = None,
     ) -> int:
         types = [self.type_of(a) for a in args]
         if scope.params_only and op.group in ("reduction", "distribution"):
@@ -800,12 +818,13 @@ class _Builder:
                 scope=scope,
             )
             raise _Failed
-        for arg, t in zip(self.present_args(op, attrs), types, strict=False):
+        where = arg_spans or [span] * len(args)
+        for arg, t, arg_span in zip(self.present_args(op, attrs), types, where, strict=False):
             if arg.kind == MASK and t.kind != "bool":
                 self.error(
                     "E201",
                     f"`{arg.name}` of {op.name}() must be bool, got {t}",
-                    span,
+                    arg_span,
                     fix=f"compare it, e.g. `{arg.name}=x > 0`",
                     scope=scope,
                 )
@@ -830,7 +849,8 @@ class _Builder:
             self.error("E104", f"{op.name}(): {error}", span, scope=scope)
             raise _Failed from None
         except DtypeError as error:
-            self.error("E201", f"{op.name}(): {error}", span, scope=scope)
+            at = where[error.arg] if error.arg is not None and error.arg < len(where) else span
+            self.error("E201", f"{op.name}(): {error}", at, scope=scope)
             raise _Failed from None
         return self.add(op.name, tuple(args), attrs, TensorType(kind, dims), span, scope=scope)
 

@@ -35,7 +35,11 @@ class DimError(Exception):
 
 
 class DtypeError(Exception):
-    """A dtype misuse (E201)."""
+    """A dtype misuse (E201); `arg` is the index of the offending argument, when one is."""
+
+    def __init__(self, message: str, arg: int | None = None):
+        super().__init__(message)
+        self.arg = arg
 
 
 def broadcast(*dims_list: tuple[Dim, ...]) -> tuple[Dim, ...]:

@@ -77,9 +77,11 @@ def boolean(types: Types, attrs: Attrs) -> Kind:
 
 
 def logical(types: Types, attrs: Attrs) -> Kind:
-    for t in types:
+    for index, t in enumerate(types):
         if t.kind != "bool":
-            raise DtypeError(f"`{attrs.get('_op', 'and/or/not')}` needs bool operands, got {t}")
+            raise DtypeError(
+                f"`{attrs.get('_op', 'and/or/not')}` needs bool operands, got {t}", arg=index
+            )
     return "bool"
 
 
@@ -90,7 +92,7 @@ def integer(types: Types, attrs: Attrs) -> Kind:
 def where_kind(types: Types, attrs: Attrs) -> Kind:
     condition, a, b = types
     if condition.kind != "bool":
-        raise DtypeError(f"the condition of where(c, a, b) must be bool, got {condition}")
+        raise DtypeError(f"the condition of where(c, a, b) must be bool, got {condition}", arg=0)
     return promote(a, b)
 
 
@@ -104,19 +106,19 @@ def extreme_kind(types: Types, attrs: Attrs) -> Kind:
 
 def index_into(types: Types, attrs: Attrs) -> Kind:
     if types[1].kind != "int":
-        raise DtypeError(f"an index must be int, got {types[1]}")
+        raise DtypeError(f"an index must be int, got {types[1]}", arg=1)
     return "float"
 
 
 def int_index(types: Types, attrs: Attrs) -> Kind:
     if types[0].kind != "int":
-        raise DtypeError(f"an index must be int, got {types[0]}")
+        raise DtypeError(f"an index must be int, got {types[0]}", arg=0)
     return "float"
 
 
 def counted(types: Types, attrs: Attrs) -> Kind:
     if types[0].kind != "bool":
-        raise DtypeError(f"count(m) counts true elements of a bool tensor, got {types[0]}")
+        raise DtypeError(f"count(m) counts true elements of a bool tensor, got {types[0]}", arg=0)
     return "float"
 
 
