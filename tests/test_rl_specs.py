@@ -67,8 +67,9 @@ def _neg_logp(g: torch.Generator, *shape) -> torch.Tensor:
 
 def _near(g, base, scale):
     """base + scale·noise, kept strictly negative (a log-probability)."""
-    return torch.clamp(base + scale * torch.randn(base.shape, generator=g, dtype=torch.float64),
-                       max=-1e-3)
+    return torch.clamp(
+        base + scale * torch.randn(base.shape, generator=g, dtype=torch.float64), max=-1e-3
+    )
 
 
 def make_inputs(spec: str, mask_kind: str = "ragged", seed: int = 0) -> dict[str, torch.Tensor]:
@@ -83,9 +84,16 @@ def make_inputs(spec: str, mask_kind: str = "ragged", seed: int = 0) -> dict[str
         actions = torch.randint(0, V, (B, T), generator=g)
         logp = torch.log_softmax(logits, -1).gather(-1, actions.unsqueeze(-1)).squeeze(-1)
         values = randn(B, T)
-        return dict(logits=logits, values=values, actions=actions,
-                    old_logp=_near(g, logp, 0.3), old_values=values + 0.3 * randn(B, T),
-                    advantages=randn(B, T), returns=randn(B, T), mask=mask)
+        return dict(
+            logits=logits,
+            values=values,
+            actions=actions,
+            old_logp=_near(g, logp, 0.3),
+            old_values=values + 0.3 * randn(B, T),
+            advantages=randn(B, T),
+            returns=randn(B, T),
+            mask=mask,
+        )
     if spec == "awr":
         return dict(logp=randn(N), values=randn(N), returns=randn(N) * 2)
     if spec in ("grpo", "dr_grpo", "dapo", "gspo", "cispo"):
@@ -97,42 +105,59 @@ def make_inputs(spec: str, mask_kind: str = "ragged", seed: int = 0) -> dict[str
     if spec == "tis":
         logp = _neg_logp(g, B, T)
         old = _near(g, logp, 0.3)
-        return dict(logp=logp, old_logp=old, rollout_logp=_near(g, old, 0.6),
-                    advantages=randn(B, T), mask=mask)
+        return dict(
+            logp=logp,
+            old_logp=old,
+            rollout_logp=_near(g, old, 0.6),
+            advantages=randn(B, T),
+            mask=mask,
+        )
     if spec == "kl_penalty":
         logp = _neg_logp(g, B, T)
         return dict(logp=logp, ref_logp=_near(g, logp, 0.8), mask=mask)
     if spec == "dpo":
-        pc, pr = -torch.rand(B, generator=g, dtype=torch.float64) * 20, \
-            -torch.rand(B, generator=g, dtype=torch.float64) * 20
-        return dict(policy_chosen_logps=pc, policy_rejected_logps=pr,
-                    reference_chosen_logps=_near(g, pc, 2.0),
-                    reference_rejected_logps=_near(g, pr, 2.0))
+        pc, pr = (
+            -torch.rand(B, generator=g, dtype=torch.float64) * 20,
+            -torch.rand(B, generator=g, dtype=torch.float64) * 20,
+        )
+        return dict(
+            policy_chosen_logps=pc,
+            policy_rejected_logps=pr,
+            reference_chosen_logps=_near(g, pc, 2.0),
+            reference_rejected_logps=_near(g, pr, 2.0),
+        )
     if spec in ("dpo_sft", "simpo"):
         cm = _mask(mask_kind, RAGGED_TC, TC)
         rm = _mask(mask_kind, RAGGED_TR, TR)
-        d = dict(chosen_token_logps=_neg_logp(g, B, TC), chosen_mask=cm,
-                 rejected_token_logps=_neg_logp(g, B, TR), rejected_mask=rm)
+        d = dict(
+            chosen_token_logps=_neg_logp(g, B, TC),
+            chosen_mask=cm,
+            rejected_token_logps=_neg_logp(g, B, TR),
+            rejected_mask=rm,
+        )
         if spec == "dpo_sft":
             d["reference_chosen_logps"] = -torch.rand(B, generator=g, dtype=torch.float64) * 8
             d["reference_rejected_logps"] = -torch.rand(B, generator=g, dtype=torch.float64) * 8
         return d
     if spec == "orpo":
-        return dict(chosen_token_logps=_neg_logp(g, B, T), chosen_mask=mask,
-                    policy_chosen_logps=-(torch.rand(B, generator=g, dtype=torch.float64) * 2
-                                          + 0.05),
-                    policy_rejected_logps=-(torch.rand(B, generator=g, dtype=torch.float64) * 2
-                                            + 0.05))
+        return dict(
+            chosen_token_logps=_neg_logp(g, B, T),
+            chosen_mask=mask,
+            policy_chosen_logps=-(torch.rand(B, generator=g, dtype=torch.float64) * 2 + 0.05),
+            policy_rejected_logps=-(torch.rand(B, generator=g, dtype=torch.float64) * 2 + 0.05),
+        )
     if spec == "bradley_terry":
-        return dict(rewards_chosen=randn(B), rewards_rejected=randn(B),
-                    margin=torch.rand(B, generator=g, dtype=torch.float64))
+        return dict(
+            rewards_chosen=randn(B),
+            rewards_rejected=randn(B),
+            margin=torch.rand(B, generator=g, dtype=torch.float64),
+        )
     if spec == "sft_nll":
         labels = torch.randint(0, V, (B, T), generator=g)
         labels = torch.where(mask, labels, torch.full_like(labels, -100))
         return dict(logits=randn(B, T, V) * 2, labels=labels)
     if spec == "distill_kl":
-        return dict(student_logits=randn(B, T, V) * 2, teacher_logits=randn(B, T, V) * 2,
-                    mask=mask)
+        return dict(student_logits=randn(B, T, V) * 2, teacher_logits=randn(B, T, V) * 2, mask=mask)
     raise ValueError(spec)
 
 
@@ -140,8 +165,13 @@ GRAD_INPUTS = {
     "reinforce": ("logp", "values"),
     "ppo": ("logits", "values"),
     "awr": ("logp", "values"),
-    "grpo": ("logp",), "dr_grpo": ("logp",), "dapo": ("logp",), "gspo": ("logp",),
-    "cispo": ("logp",), "tis": ("logp",), "kl_penalty": ("logp",),
+    "grpo": ("logp",),
+    "dr_grpo": ("logp",),
+    "dapo": ("logp",),
+    "gspo": ("logp",),
+    "cispo": ("logp",),
+    "tis": ("logp",),
+    "kl_penalty": ("logp",),
     "dpo": ("policy_chosen_logps", "policy_rejected_logps"),
     "dpo_sft": ("chosen_token_logps", "rejected_token_logps"),
     "simpo": ("chosen_token_logps", "rejected_token_logps"),
@@ -154,8 +184,19 @@ GRAD_INPUTS = {
 REFERENCES = {name: getattr(ref, name) for name in GRAD_INPUTS}
 
 # Specs whose every term is a masked mean of per-token values: 0 on an all-masked batch.
-ZERO_WHEN_ALL_MASKED = {"reinforce", "ppo", "grpo", "dr_grpo", "dapo", "gspo", "cispo", "tis",
-                        "kl_penalty", "sft_nll", "distill_kl"}
+ZERO_WHEN_ALL_MASKED = {
+    "reinforce",
+    "ppo",
+    "grpo",
+    "dr_grpo",
+    "dapo",
+    "gspo",
+    "cispo",
+    "tis",
+    "kl_penalty",
+    "sft_nll",
+    "distill_kl",
+}
 HAS_MASK = ZERO_WHEN_ALL_MASKED | {"dpo_sft", "simpo", "orpo"}
 
 
@@ -189,16 +230,20 @@ CASES: list[Case] = [
     Case("dapo"),
     Case("dapo", {"clip_low": 0.1, "clip_high": 0.4}),
     *[Case("gspo", {"ratio_form": f}) for f in ("token", "sequence")],
-    *[Case("gspo", {"ratio_form": f, "clip_low": 0.02, "clip_high": 0.03})
-      for f in ("token", "sequence")],
+    *[
+        Case("gspo", {"ratio_form": f, "clip_low": 0.02, "clip_high": 0.03})
+        for f in ("token", "sequence")
+    ],
     Case("cispo"),
     Case("cispo", {"clip_low": 0.2, "clip_high": 0.2}),
     *[Case("tis", {"tis_mode": m, "agg": a}) for m in ("clamp", "mask") for a in ref.AGG_MODES],
     Case("tis", {"tis_mode": "mask", "is_cap": 1.5, "is_min": 0.8}),
     *[Case("kl_penalty", {"kl_type": k}) for k in ref.KL_TYPES],
     *[Case("dpo", {"loss_type": t}) for t in ref.DPO_LOSS_TYPES],
-    *[Case("dpo", {"loss_type": t, "label_smoothing": 0.1, "beta": 0.3})
-      for t in ("sigmoid", "robust")],
+    *[
+        Case("dpo", {"loss_type": t, "label_smoothing": 0.1, "beta": 0.3})
+        for t in ("sigmoid", "robust")
+    ],
     Case("dpo_sft"),
     Case("dpo_sft", {"beta": 0.5, "label_smoothing": 0.1, "rpo_alpha": 0.3}),
     Case("simpo"),
@@ -209,8 +254,11 @@ CASES: list[Case] = [
     Case("bradley_terry", {"center_coef": 0.01}),
     Case("sft_nll"),
     Case("sft_nll", {"label_smoothing": 0.1}),
-    *[Case("distill_kl", {"direction": d, "temperature": t})
-      for d in ("forward", "reverse") for t in (1.0, 2.0)],
+    *[
+        Case("distill_kl", {"direction": d, "temperature": t})
+        for d in ("forward", "reverse")
+        for t in (1.0, 2.0)
+    ],
 ]
 
 
@@ -256,26 +304,37 @@ def with_grad(inputs: dict, names, dtype) -> dict:
 
 def grads(loss: torch.Tensor, inputs: dict, names) -> dict:
     gs = torch.autograd.grad(loss, [inputs[n] for n in names], allow_unused=True)
-    return {n: (torch.zeros_like(inputs[n]) if gr is None else gr) for n, gr in zip(names, gs)}
+    return {
+        n: (torch.zeros_like(inputs[n]) if gr is None else gr)
+        for n, gr in zip(names, gs, strict=True)
+    }
 
 
 def compare(case: Case, inputs64: dict, dtype, tol) -> tuple[dict, dict]:
     """Run spec (in `dtype`) and reference (in float64 on the same values); compare all."""
     names = GRAD_INPUTS[case.spec]
     spec_in = with_grad(inputs64, names, dtype)
-    ref_in = with_grad({k: v.to(dtype) if v.is_floating_point() else v
-                        for k, v in inputs64.items()}, names, torch.float64)
+    ref_in = with_grad(
+        {k: v.to(dtype) if v.is_floating_point() else v for k, v in inputs64.items()},
+        names,
+        torch.float64,
+    )
     got = run_spec(case.spec, case.params, spec_in, case.step)
     want = run_reference(case.spec, case.params, ref_in, case.step)
     assert set(got) == set(want), f"spec outputs {sorted(got)} != reference {sorted(want)}"
     for key, w in want.items():
-        torch.testing.assert_close(got[key].detach().double(), w.detach().double(), **tol,
-                                   msg=lambda m, key=key: f"{case.id} {key}: {m}")
+        torch.testing.assert_close(
+            got[key].detach().double(),
+            w.detach().double(),
+            **tol,
+            msg=lambda m, key=key: f"{case.id} {key}: {m}",
+        )
     g_got = grads(got["loss"], spec_in, names)
     g_want = grads(want["loss"], ref_in, names)
     for n in names:
-        torch.testing.assert_close(g_got[n].double(), g_want[n], **tol,
-                                   msg=lambda m, n=n: f"{case.id} d loss/d {n}: {m}")
+        torch.testing.assert_close(
+            g_got[n].double(), g_want[n], **tol, msg=lambda m, n=n: f"{case.id} d loss/d {n}: {m}"
+        )
     return got, g_got
 
 
@@ -308,8 +367,12 @@ def test_matches_reference_float32(case: Case):
 def test_all_masked_batch(case: Case, dtype):
     """An all-masked batch gives a finite loss and finite gradients (masked mean =
     sum / max(count, 1)); 0 for specs whose terms are all masked token means."""
-    got, g = compare(case, make_inputs(case.spec, "all", 3), dtype,
-                     F64_TOL if dtype == torch.float64 else F32_TOL)
+    got, g = compare(
+        case,
+        make_inputs(case.spec, "all", 3),
+        dtype,
+        F64_TOL if dtype == torch.float64 else F32_TOL,
+    )
     assert torch.isfinite(got["loss"]).all()
     for n, gr in g.items():
         assert torch.isfinite(gr).all(), n
@@ -343,9 +406,12 @@ def _ratio_inputs(ratios, advs, dtype=torch.float64):
     n = len(ratios)
     logp = torch.full((n, 1), math.log(0.1), dtype=dtype)
     old = logp - torch.log(torch.tensor(ratios, dtype=dtype)).unsqueeze(1)
-    return dict(logp=logp.clone().requires_grad_(True), old_logp=old,
-                advantages=torch.tensor(advs, dtype=dtype).unsqueeze(1),
-                mask=torch.ones(n, 1, dtype=torch.bool))
+    return dict(
+        logp=logp.clone().requires_grad_(True),
+        old_logp=old,
+        advantages=torch.tensor(advs, dtype=dtype).unsqueeze(1),
+        mask=torch.ones(n, 1, dtype=torch.bool),
+    )
 
 
 @pytest.mark.parametrize("impl", IMPLS)
@@ -379,11 +445,16 @@ def _ppo_ratio_inputs(ratios, advs):
     actions = torch.zeros(n, 1, dtype=torch.long)
     old = -math.log(V) - torch.log(torch.tensor(ratios, dtype=torch.float64)).unsqueeze(1)
     values = torch.zeros(n, 1, dtype=torch.float64, requires_grad=True)
-    return dict(logits=logits, values=values, actions=actions, old_logp=old,
-                old_values=torch.zeros(n, 1, dtype=torch.float64),
-                advantages=torch.tensor(advs, dtype=torch.float64).unsqueeze(1),
-                returns=torch.zeros(n, 1, dtype=torch.float64),
-                mask=torch.ones(n, 1, dtype=torch.bool))
+    return dict(
+        logits=logits,
+        values=values,
+        actions=actions,
+        old_logp=old,
+        old_values=torch.zeros(n, 1, dtype=torch.float64),
+        advantages=torch.tensor(advs, dtype=torch.float64).unsqueeze(1),
+        returns=torch.zeros(n, 1, dtype=torch.float64),
+        mask=torch.ones(n, 1, dtype=torch.bool),
+    )
 
 
 @pytest.mark.parametrize("impl", IMPLS)
@@ -411,15 +482,19 @@ def test_dual_clip_only_acts_on_negative_advantages(impl):
         inputs["advantages"] = inputs["advantages"].abs()
         inputs = with_grad(inputs, GRAD_INPUTS["ppo"], torch.float64)
         out = run(impl, "ppo", {"dual_clip": mode, "clip_c": 1.05}, inputs)
-        g_all[mode] = (out["loss"].detach(), *grads(out["loss"], inputs, GRAD_INPUTS["ppo"])
-                       .values())
-    for a, b in zip(g_all["on"], g_all["off"]):
+        g_all[mode] = (
+            out["loss"].detach(),
+            *grads(out["loss"], inputs, GRAD_INPUTS["ppo"]).values(),
+        )
+    for a, b in zip(g_all["on"], g_all["off"], strict=True):
         torch.testing.assert_close(a, b, rtol=0, atol=0)
 
 
 def _drop_row(inputs: dict, i: int) -> dict:
-    return {k: torch.cat([v[:i], v[i + 1:]]) if v.dim() > 0 and v.shape[0] == B else v
-            for k, v in inputs.items()}
+    return {
+        k: torch.cat([v[:i], v[i + 1 :]]) if v.dim() > 0 and v.shape[0] == B else v
+        for k, v in inputs.items()
+    }
 
 
 def _mask_row(spec: str, inputs: dict, i: int) -> dict:
@@ -436,8 +511,11 @@ def _mask_row(spec: str, inputs: dict, i: int) -> dict:
     return out
 
 
-DROP_CASES = [c for c in CASES if c.spec in ZERO_WHEN_ALL_MASKED and c.spec != "dr_grpo"
-              and not (c.spec == "ppo" and c.step)]
+DROP_CASES = [
+    c
+    for c in CASES
+    if c.spec in ZERO_WHEN_ALL_MASKED and c.spec != "dr_grpo" and not (c.spec == "ppo" and c.step)
+]
 
 
 @pytest.mark.parametrize("impl", IMPLS)
@@ -469,8 +547,9 @@ def test_k3_is_non_negative(impl):
     g = torch.Generator().manual_seed(7)
     logp = -torch.rand(B, T, generator=g, dtype=torch.float64) * 40
     ref_logp = -torch.rand(B, T, generator=g, dtype=torch.float64) * 40
-    inputs = dict(logp=logp.requires_grad_(True), ref_logp=ref_logp,
-                  mask=torch.ones(B, T, dtype=torch.bool))
+    inputs = dict(
+        logp=logp.requires_grad_(True), ref_logp=ref_logp, mask=torch.ones(B, T, dtype=torch.bool)
+    )
     out = run(impl, "kl_penalty", {"kl_type": "k3"}, inputs)
     k = out["kl_per_token"]
     assert (k >= 0).all() and (k <= 10).all()
@@ -487,19 +566,26 @@ def test_dpo_sigmoid_at_equal_policy_and_reference_is_log2(impl, beta, eps):
     accuracy 0 and margins 0 (TRL rewards/accuracies, rewards/margins)."""
     pc = -torch.rand(B, dtype=torch.float64) * 30
     pr = -torch.rand(B, dtype=torch.float64) * 30
-    inputs = dict(policy_chosen_logps=pc.clone().requires_grad_(True),
-                  policy_rejected_logps=pr.clone().requires_grad_(True),
-                  reference_chosen_logps=pc.clone(), reference_rejected_logps=pr.clone())
-    out = run(impl, "dpo", {"loss_type": "sigmoid", "beta": beta, "label_smoothing": eps},
-              inputs)
+    inputs = dict(
+        policy_chosen_logps=pc.clone().requires_grad_(True),
+        policy_rejected_logps=pr.clone().requires_grad_(True),
+        reference_chosen_logps=pc.clone(),
+        reference_rejected_logps=pr.clone(),
+    )
+    out = run(impl, "dpo", {"loss_type": "sigmoid", "beta": beta, "label_smoothing": eps}, inputs)
     assert out["loss"].item() == pytest.approx(math.log(2), abs=1e-12)
     assert out["reward_margin"].item() == pytest.approx(0.0, abs=1e-12)
     assert out["reward_accuracy"].item() == 0.0
-    gc, gr = torch.autograd.grad(out["loss"], [inputs["policy_chosen_logps"],
-                                                inputs["policy_rejected_logps"]])
+    gc, gr = torch.autograd.grad(
+        out["loss"], [inputs["policy_chosen_logps"], inputs["policy_rejected_logps"]]
+    )
     # d/dz of the smoothed loss at 0 is -β(1-2ε)/2, per pair over B
-    torch.testing.assert_close(gc, torch.full((B,), -beta * (1 - 2 * eps) / 2 / B,
-                                              dtype=torch.float64), rtol=1e-10, atol=1e-14)
+    torch.testing.assert_close(
+        gc,
+        torch.full((B,), -beta * (1 - 2 * eps) / 2 / B, dtype=torch.float64),
+        rtol=1e-10,
+        atol=1e-14,
+    )
     torch.testing.assert_close(gr, -gc, rtol=1e-10, atol=1e-14)
 
 
@@ -509,13 +595,18 @@ def test_grpo_zero_loss_with_unit_ratio_and_centred_advantages(impl):
     token mean of -A_i·r is -A_i, and the mean over sequences of group-centred
     advantages is 0, whatever the (ragged, non-empty) lengths; KL is 0 at π = π_ref."""
     g = torch.Generator().manual_seed(11)
-    rewards = torch.rand(2, 3, generator=g, dtype=torch.float64)            # 2 groups of 3
-    adv = ((rewards - rewards.mean(1, keepdim=True))
-           / (rewards.std(1, keepdim=True) + 1e-6)).reshape(B, 1)
+    rewards = torch.rand(2, 3, generator=g, dtype=torch.float64)  # 2 groups of 3
+    adv = (
+        (rewards - rewards.mean(1, keepdim=True)) / (rewards.std(1, keepdim=True) + 1e-6)
+    ).reshape(B, 1)
     logp = _neg_logp(g, B, T)
-    inputs = dict(logp=logp.clone().requires_grad_(True), old_logp=logp.clone(),
-                  ref_logp=logp.clone(), advantages=adv,
-                  mask=_prefix_mask([7, 1, 3, 5, 2, 6], T))
+    inputs = dict(
+        logp=logp.clone().requires_grad_(True),
+        old_logp=logp.clone(),
+        ref_logp=logp.clone(),
+        advantages=adv,
+        mask=_prefix_mask([7, 1, 3, 5, 2, 6], T),
+    )
     out = run(impl, "grpo", {"agg": "seq_mean_token_mean"}, inputs)
     assert out["loss"].item() == pytest.approx(0.0, abs=1e-12)
     assert out["kl"].item() == pytest.approx(0.0, abs=1e-12)
@@ -531,9 +622,12 @@ def test_reference_sft_matches_torch_cross_entropy():
     whenever some label is counted."""
     inputs = make_inputs("sft_nll", "ragged", 0)
     for eps in (0.0, 0.1):
-        want = torch.nn.functional.cross_entropy(inputs["logits"].reshape(-1, V),
-                                                 inputs["labels"].reshape(-1),
-                                                 ignore_index=-100, label_smoothing=eps)
+        want = torch.nn.functional.cross_entropy(
+            inputs["logits"].reshape(-1, V),
+            inputs["labels"].reshape(-1),
+            ignore_index=-100,
+            label_smoothing=eps,
+        )
         got = ref.sft_nll(**inputs, label_smoothing=eps)["loss"]
         torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-12)
 
@@ -559,5 +653,49 @@ def test_reference_kl_estimators_match_definitions():
     ref_logp = torch.tensor([-1.5, -1.0, -0.5], dtype=torch.float64)
     lr = ref_logp - logp
     torch.testing.assert_close(ref.kl_estimate(logp, ref_logp, "k1"), -lr)
-    torch.testing.assert_close(ref.kl_estimate(logp, ref_logp, "k2"), lr ** 2 / 2)
+    torch.testing.assert_close(ref.kl_estimate(logp, ref_logp, "k2"), lr**2 / 2)
     torch.testing.assert_close(ref.kl_estimate(logp, ref_logp, "k3"), lr.exp() - 1 - lr)
+
+
+# --------------------------------------------------------------------------- compiled
+
+
+class _CountingBackend:
+    """A torch.compile backend that runs the captured graph as is and counts captures."""
+
+    def __init__(self) -> None:
+        self.compilations = 0
+
+    def __call__(self, graph_module, example_inputs):
+        self.compilations += 1
+        return graph_module.forward
+
+
+@needs_compiler
+@pytest.mark.parametrize(
+    "spec,param_values",
+    [
+        (
+            "ppo",
+            [
+                {"clip_low": 0.1, "vf_coef": 0.3},
+                {"clip_high": 0.3, "ent_coef": 0.02},
+                {"clip_c": 2.0, "value_clip": 0.1},
+            ],
+        ),
+        ("grpo", [{"clip_low": 0.1, "kl_coef": 0.1}, {"clip_high": 0.28}, {"kl_coef": 0.0}]),
+        ("dpo", [{"beta": 0.2}, {"beta": 0.5, "label_smoothing": 0.1}, {"beta": 0.05}]),
+    ],
+)
+def test_compiled_no_recompilation_across_steps_and_params(spec, param_values):
+    """compile=True (LANGUAGE.md run-time contract): step and params travel as 0-d
+    tensors, so changing them never recompiles; values equal the eager module's."""
+    backend = _CountingBackend()
+    compiled = lossdsl.load(spec, compile=True, backend=backend)
+    eager = lossdsl.load(spec)
+    for call, params in enumerate(param_values * 2):
+        inputs = make_inputs(spec, "ragged" if spec in HAS_MASK else "full", call)
+        got = compiled(**inputs, step=call * 1000, params=params)
+        want = eager(**inputs, step=call * 1000, params=params)
+        torch.testing.assert_close(got.loss, want.loss, **F64_TOL)
+    assert backend.compilations == 1

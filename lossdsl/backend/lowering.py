@@ -100,7 +100,7 @@ class _Lowering:
         if not any(loss is term for term in terms):
             loss = self.name(loss, "loss")
         weights = [self.weight(t.name, w) for t, w in zip(ir.terms, raw_weights, strict=True)]
-        metrics = [self.lower_metric(m.node) for m in ir.metrics]
+        metrics = [self.tensor(self.lower_metric(m.node)) for m in ir.metrics]
         return [loss, *terms, *weights, *metrics]
 
     def weight(self, term: str, value: Value) -> Value:

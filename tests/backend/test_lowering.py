@@ -70,3 +70,32 @@ def test_metrics_record_no_gradient(write_spec):
     out = loss_fn(x=x)
     assert out.metrics["big"].grad_fn is None
     assert "detach" in loss_fn.code
+
+
+def test_constant_metrics_and_constant_select_branches_are_tensors(write_spec):
+    loss_fn = lossdsl.load(
+        write_spec("""
+        loss constants
+        input x : float[N] grad
+        param mode = "zero" in {"zero", "mean"}
+        term t = mean(square(x))
+        metric m = 0.5
+        metric chosen = select(mode, zero = 0.0, mean = mean(x))
+    """)
+    )
+    out = loss_fn(x=torch.randn(4, requires_grad=True))
+    assert out.metrics["m"].item() == 0.5 and out.metrics["chosen"].item() == 0.0
+
+
+def test_comparison_used_as_condition_and_as_number_stays_bool_for_where(write_spec):
+    loss_fn = lossdsl.load(
+        write_spec("""
+        loss shared_condition
+        input x : float[N] grad
+        let small = x < 0.5
+        term t = mean(where(small, x, 2 * x)) + mean(small)
+    """)
+    )
+    x = torch.tensor([0.0, 1.0, 0.25, 2.0], dtype=torch.float64, requires_grad=True)
+    expected = torch.where(x < 0.5, x, 2 * x).mean() + (x < 0.5).double().mean()
+    torch.testing.assert_close(loss_fn(x=x).loss, expected)

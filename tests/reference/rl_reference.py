@@ -104,9 +104,15 @@ def clipped_surrogate(ratio: Tensor, adv: Tensor, clip_low: float, clip_high: fl
     return torch.maximum(pg1, pg2)
 
 
-def kl_estimate(logp: Tensor, ref_logp: Tensor, kl_type: str,
-                input_clamp: float | None = 20.0, output_clamp: float | None = 10.0) -> Tensor:
-    """NeMo RL `nemo_rl/algorithms/utils.py::calculate_kl` (Schulman 2020, joschu.net/blog/kl-approx).
+def kl_estimate(
+    logp: Tensor,
+    ref_logp: Tensor,
+    kl_type: str,
+    input_clamp: float | None = 20.0,
+    output_clamp: float | None = 10.0,
+) -> Tensor:
+    """NeMo RL `nemo_rl/algorithms/utils.py::calculate_kl` (Schulman 2020,
+    joschu.net/blog/kl-approx).
 
     logr = clamp(ref - logp, ±20); k1 = -logr; k2 = logr²/2; k3 = exp(logr) - 1 - logr;
     output clamped to ±10. (verl `kl_penalty_forward` clamps only k3 this way.)
@@ -127,8 +133,9 @@ def kl_estimate(logp: Tensor, ref_logp: Tensor, kl_type: str,
     return kl
 
 
-def _clip_metrics(ratio: Tensor, adv: Tensor, mask: Tensor, clip_low: float, clip_high: float,
-                  lr: Tensor) -> dict[str, Tensor]:
+def _clip_metrics(
+    ratio: Tensor, adv: Tensor, mask: Tensor, clip_low: float, clip_high: float, lr: Tensor
+) -> dict[str, Tensor]:
     """TRL `GRPOTrainer._compute_loss` clip metrics and verl/NeMo RL ratio metrics."""
     adv = adv.expand(ratio.shape)
     low = (ratio < 1 - clip_low) & (adv < 0)
@@ -158,13 +165,34 @@ def reinforce(*, logp, values, returns, mask, vf_coef=0.5):
     adv = (returns - values).detach()
     policy = -masked_mean(logp * adv, mask)
     value = masked_mean(0.5 * torch.square(values - returns), mask)
-    return {"loss": policy + vf_coef * value, "policy": policy, "value": value,
-            "advantage_mean": masked_mean(adv, mask)}
+    return {
+        "loss": policy + vf_coef * value,
+        "policy": policy,
+        "value": value,
+        "advantage_mean": masked_mean(adv, mask),
+    }
 
 
-def ppo(*, logits, values, actions, old_logp, old_values, advantages, returns, mask,
-        clip_low=0.2, clip_high=0.2, dual_clip="on", clip_c=3.0, value_clip=0.2,
-        vf_coef=0.5, ent_coef=None, agg="token_mean", step=0):
+def ppo(
+    *,
+    logits,
+    values,
+    actions,
+    old_logp,
+    old_values,
+    advantages,
+    returns,
+    mask,
+    clip_low=0.2,
+    clip_high=0.2,
+    dual_clip="on",
+    clip_c=3.0,
+    value_clip=0.2,
+    vf_coef=0.5,
+    ent_coef=None,
+    agg="token_mean",
+    step=0,
+):
     """PPO clipped surrogate + clipped value loss + entropy bonus, token level.
 
     verl `trainer/ppo/core_algos.py`: `compute_policy_loss_vanilla` (ratio =
@@ -198,12 +226,19 @@ def ppo(*, logits, values, actions, old_logp, old_values, advantages, returns, m
     tok_entropy = -(probs * logp_all).sum(-1)
     entropy = agg_loss(tok_entropy, mask, agg)
 
-    out = {"loss": policy + vf_coef * value - ent_coef * entropy,
-           "policy": policy, "value": value, "entropy": entropy}
+    out = {
+        "loss": policy + vf_coef * value - ent_coef * entropy,
+        "policy": policy,
+        "value": value,
+        "entropy": entropy,
+    }
     out.update(_clip_metrics(ratio, advantages, mask, clip_low, clip_high, lr))
     dual = (clip_loss > pg3) & (advantages < 0)
-    out["dual_clip_frac"] = masked_mean(dual.to(ratio.dtype), mask) if dual_clip == "on" \
+    out["dual_clip_frac"] = (
+        masked_mean(dual.to(ratio.dtype), mask)
+        if dual_clip == "on"
         else torch.zeros((), dtype=ratio.dtype)
+    )
     out["vf_clip_frac"] = masked_mean((vf2 > vf1).to(ratio.dtype), mask)
     return out
 
@@ -220,16 +255,32 @@ def awr(*, logp, values, returns, temperature=1.0, max_weight=20.0, vf_coef=1.0)
     w = torch.clamp(torch.exp(adv / temperature), max=max_weight)
     policy = -(logp * w).mean()
     value = torch.square(returns - values).mean()
-    return {"loss": policy + vf_coef * value, "policy": policy, "value": value,
-            "weight_mean": w.mean(), "weight_max": w.max(),
-            "weight_clip_frac": (torch.exp(adv / temperature) >= max_weight).to(w.dtype).mean()}
+    return {
+        "loss": policy + vf_coef * value,
+        "policy": policy,
+        "value": value,
+        "weight_mean": w.mean(),
+        "weight_max": w.max(),
+        "weight_clip_frac": (torch.exp(adv / temperature) >= max_weight).to(w.dtype).mean(),
+    }
 
 
 # --------------------------------------------------------------------------- GRPO family
 
 
-def grpo(*, logp, old_logp, advantages, mask, ref_logp=None, clip_low=0.2, clip_high=0.2,
-         kl_coef=0.04, kl_type="k3", agg="seq_mean_token_mean"):
+def grpo(
+    *,
+    logp,
+    old_logp,
+    advantages,
+    mask,
+    ref_logp=None,
+    clip_low=0.2,
+    clip_high=0.2,
+    kl_coef=0.04,
+    kl_type="k3",
+    agg="seq_mean_token_mean",
+):
     """GRPO token-level clipped surrogate with a KL penalty to the reference.
 
     Shao et al. 2024 (DeepSeekMath, arXiv:2402.03300) Eq. 3; verl
@@ -250,8 +301,18 @@ def grpo(*, logp, old_logp, advantages, mask, ref_logp=None, clip_low=0.2, clip_
     return out
 
 
-def dr_grpo(*, logp, old_logp, advantages, mask, ref_logp=None, clip_low=0.2, clip_high=0.2,
-            kl_coef=0.0, kl_type="k3"):
+def dr_grpo(
+    *,
+    logp,
+    old_logp,
+    advantages,
+    mask,
+    ref_logp=None,
+    clip_low=0.2,
+    clip_high=0.2,
+    kl_coef=0.0,
+    kl_type="k3",
+):
     """Dr. GRPO: the GRPO surrogate summed over tokens, divided by a constant.
 
     Liu et al. 2025 ("Understanding R1-Zero-Like Training", arXiv:2503.20783) Eq. 3
@@ -313,13 +374,16 @@ def gspo(*, logp, old_logp, advantages, mask, clip_low=3e-4, clip_high=4e-4, rat
     low = (sr < 1 - clip_low) & (adv < 0)
     high = (sr > 1 + clip_high) & (adv > 0)
     seq_valid = m.any(-1, keepdim=True)
-    return {"loss": policy, "policy": policy,
-            "clip_frac_low": masked_mean(low.to(s.dtype), m),
-            "clip_frac_high": masked_mean(high.to(s.dtype), m),
-            "approx_kl": masked_mean(-neg_kl, m),
-            "seq_ratio_mean": masked_mean(seq_ratio, seq_valid),
-            "seq_ratio_min": masked_min(seq_ratio, seq_valid),
-            "seq_ratio_max": masked_max(seq_ratio, seq_valid)}
+    return {
+        "loss": policy,
+        "policy": policy,
+        "clip_frac_low": masked_mean(low.to(s.dtype), m),
+        "clip_frac_high": masked_mean(high.to(s.dtype), m),
+        "approx_kl": masked_mean(-neg_kl, m),
+        "seq_ratio_mean": masked_mean(seq_ratio, seq_valid),
+        "seq_ratio_min": masked_min(seq_ratio, seq_valid),
+        "seq_ratio_max": masked_max(seq_ratio, seq_valid),
+    }
 
 
 def cispo(*, logp, old_logp, advantages, mask, clip_low=1.0, clip_high=4.0):
@@ -333,14 +397,29 @@ def cispo(*, logp, old_logp, advantages, mask, clip_low=1.0, clip_high=4.0):
     ratio = torch.exp(lr)
     w = torch.clamp(ratio, 1 - clip_low, 1 + clip_high).detach()
     policy = agg_loss(-w * advantages * logp, mask, "token_mean")
-    return {"loss": policy, "policy": policy,
-            "clip_frac": masked_mean((ratio > 1 + clip_high).to(ratio.dtype), mask),
-            "ratio_mean": masked_mean(ratio, mask),
-            "is_weight_mean": masked_mean(w, mask)}
+    return {
+        "loss": policy,
+        "policy": policy,
+        "clip_frac": masked_mean((ratio > 1 + clip_high).to(ratio.dtype), mask),
+        "ratio_mean": masked_mean(ratio, mask),
+        "is_weight_mean": masked_mean(w, mask),
+    }
 
 
-def tis(*, logp, old_logp, rollout_logp, advantages, mask, clip_low=0.2, clip_high=0.2,
-        tis_mode="clamp", is_cap=2.0, is_min=0.5, agg="token_mean"):
+def tis(
+    *,
+    logp,
+    old_logp,
+    rollout_logp,
+    advantages,
+    mask,
+    clip_low=0.2,
+    clip_high=0.2,
+    tis_mode="clamp",
+    is_cap=2.0,
+    is_min=0.5,
+    agg="token_mean",
+):
     """PPO/GRPO surrogate with a truncated importance-sampling correction for the
     train/inference (rollout engine) mismatch.
 
@@ -362,9 +441,12 @@ def tis(*, logp, old_logp, rollout_logp, advantages, mask, clip_low=0.2, clip_hi
         w = torch.where(kept, w_raw, torch.zeros_like(w_raw))
         oob = ~kept
     policy = agg_loss(pg * w, mask, agg)
-    out = {"loss": policy, "policy": policy,
-           "is_weight_mean": masked_mean(w, mask),
-           "is_oob_frac": masked_mean(oob.to(w.dtype), mask)}
+    out = {
+        "loss": policy,
+        "policy": policy,
+        "is_weight_mean": masked_mean(w, mask),
+        "is_oob_frac": masked_mean(oob.to(w.dtype), mask),
+    }
     out.update(_clip_metrics(ratio, advantages, mask, clip_low, clip_high, lr))
     return out
 
@@ -387,11 +469,15 @@ def _dpo_losses(pc, pr, rc, rr, beta, label_smoothing, loss_type):
     chosen_logratios = pc - rc
     rejected_logratios = pr - rr
     if loss_type == "sigmoid":
-        return (-F.logsigmoid(beta * logits) * (1 - label_smoothing)
-                - F.logsigmoid(-beta * logits) * label_smoothing)
+        return (
+            -F.logsigmoid(beta * logits) * (1 - label_smoothing)
+            - F.logsigmoid(-beta * logits) * label_smoothing
+        )
     if loss_type == "robust":
-        return (-F.logsigmoid(beta * logits) * (1 - label_smoothing)
-                + F.logsigmoid(-beta * logits) * label_smoothing) / (1 - 2 * label_smoothing)
+        return (
+            -F.logsigmoid(beta * logits) * (1 - label_smoothing)
+            + F.logsigmoid(-beta * logits) * label_smoothing
+        ) / (1 - 2 * label_smoothing)
     if loss_type == "hinge":
         return torch.relu(1 - beta * logits)
     if loss_type == "ipo":
@@ -408,28 +494,47 @@ def _dpo_losses(pc, pr, rc, rr, beta, label_smoothing, loss_type):
         return -F.logsigmoid(cr) - 0.5 * F.logsigmoid(-cr) - 0.5 * F.logsigmoid(-rj)
     if loss_type == "apo_zero":
         # D'Oosterlinck et al. 2024 (arXiv:2408.06266) Eq. 7
-        return (1 - torch.sigmoid(beta * chosen_logratios)) + torch.sigmoid(beta * rejected_logratios)
+        return (1 - torch.sigmoid(beta * chosen_logratios)) + torch.sigmoid(
+            beta * rejected_logratios
+        )
     raise ValueError(loss_type)
 
 
 def _reward_metrics(chosen_rewards, rejected_rewards):
     """TRL DPOTrainer.get_batch_loss_metrics: rewards/{chosen,rejected,accuracies,margins}."""
-    return {"rewards_chosen": chosen_rewards.mean(),
-            "rewards_rejected": rejected_rewards.mean(),
-            "reward_accuracy": (chosen_rewards > rejected_rewards).to(chosen_rewards.dtype).mean(),
-            "reward_margin": (chosen_rewards - rejected_rewards).mean()}
+    return {
+        "rewards_chosen": chosen_rewards.mean(),
+        "rewards_rejected": rejected_rewards.mean(),
+        "reward_accuracy": (chosen_rewards > rejected_rewards).to(chosen_rewards.dtype).mean(),
+        "reward_margin": (chosen_rewards - rejected_rewards).mean(),
+    }
 
 
-def dpo(*, policy_chosen_logps, policy_rejected_logps, reference_chosen_logps,
-        reference_rejected_logps, beta=0.1, label_smoothing=0.0, loss_type="sigmoid"):
+def dpo(
+    *,
+    policy_chosen_logps,
+    policy_rejected_logps,
+    reference_chosen_logps,
+    reference_rejected_logps,
+    beta=0.1,
+    label_smoothing=0.0,
+    loss_type="sigmoid",
+):
     """DPO and its TRL loss types.
 
     Rafailov et al. 2023 (arXiv:2305.18290) Eq. 7; label smoothing = conservative DPO
     (Mitchell 2023); robust = Chowdhury et al. 2024 (arXiv:2403.00409) Eq. 21; TRL
     `DPOTrainer.dpo_loss` for every loss type, mean over pairs.
     """
-    losses = _dpo_losses(policy_chosen_logps, policy_rejected_logps, reference_chosen_logps,
-                         reference_rejected_logps, beta, label_smoothing, loss_type)
+    losses = _dpo_losses(
+        policy_chosen_logps,
+        policy_rejected_logps,
+        reference_chosen_logps,
+        reference_rejected_logps,
+        beta,
+        label_smoothing,
+        loss_type,
+    )
     cr = (beta * (policy_chosen_logps - reference_chosen_logps)).detach()
     rr = (beta * (policy_rejected_logps - reference_rejected_logps)).detach()
     out = {"loss": losses.mean(), "dpo": losses.mean()}
@@ -437,9 +542,18 @@ def dpo(*, policy_chosen_logps, policy_rejected_logps, reference_chosen_logps,
     return out
 
 
-def dpo_sft(*, chosen_token_logps, chosen_mask, rejected_token_logps, rejected_mask,
-            reference_chosen_logps, reference_rejected_logps, beta=0.1, label_smoothing=0.0,
-            rpo_alpha=1.0):
+def dpo_sft(
+    *,
+    chosen_token_logps,
+    chosen_mask,
+    rejected_token_logps,
+    rejected_mask,
+    reference_chosen_logps,
+    reference_rejected_logps,
+    beta=0.1,
+    label_smoothing=0.0,
+    rpo_alpha=1.0,
+):
     """DPO (sigmoid, label smoothing) + NLL on the chosen response: RPO.
 
     Pang et al. 2024 ("Iterative Reasoning Preference Optimization", arXiv:2404.19733)
@@ -449,17 +563,30 @@ def dpo_sft(*, chosen_token_logps, chosen_mask, rejected_token_logps, rejected_m
     """
     pc = masked_sum(chosen_token_logps, chosen_mask, dim=-1)
     pr = masked_sum(rejected_token_logps, rejected_mask, dim=-1)
-    losses = _dpo_losses(pc, pr, reference_chosen_logps, reference_rejected_logps, beta,
-                         label_smoothing, "sigmoid")
+    losses = _dpo_losses(
+        pc, pr, reference_chosen_logps, reference_rejected_logps, beta, label_smoothing, "sigmoid"
+    )
     nll = -masked_mean(chosen_token_logps, chosen_mask)
     out = {"loss": losses.mean() + rpo_alpha * nll, "dpo": losses.mean(), "nll": nll}
-    out.update(_reward_metrics((beta * (pc - reference_chosen_logps)).detach(),
-                               (beta * (pr - reference_rejected_logps)).detach()))
+    out.update(
+        _reward_metrics(
+            (beta * (pc - reference_chosen_logps)).detach(),
+            (beta * (pr - reference_rejected_logps)).detach(),
+        )
+    )
     return out
 
 
-def simpo(*, chosen_token_logps, chosen_mask, rejected_token_logps, rejected_mask,
-          beta=2.0, gamma=0.5, label_smoothing=0.0):
+def simpo(
+    *,
+    chosen_token_logps,
+    chosen_mask,
+    rejected_token_logps,
+    rejected_mask,
+    beta=2.0,
+    gamma=0.5,
+    label_smoothing=0.0,
+):
     """SimPO: reference-free, length-normalised reward with a target margin γ.
 
     Meng et al. 2024 (arXiv:2405.14734) Eq. 6: -log σ(β/|y_w| log π(y_w) - β/|y_l| log π(y_l) - γ);
@@ -469,15 +596,16 @@ def simpo(*, chosen_token_logps, chosen_mask, rejected_token_logps, rejected_mas
     ac = masked_mean(chosen_token_logps, chosen_mask, dim=-1)
     ar = masked_mean(rejected_token_logps, rejected_mask, dim=-1)
     logits = (ac - ar) - gamma / beta
-    losses = (-F.logsigmoid(beta * logits) * (1 - label_smoothing)
-              - F.logsigmoid(-beta * logits) * label_smoothing)
+    losses = (
+        -F.logsigmoid(beta * logits) * (1 - label_smoothing)
+        - F.logsigmoid(-beta * logits) * label_smoothing
+    )
     out = {"loss": losses.mean(), "simpo": losses.mean()}
     out.update(_reward_metrics((beta * ac).detach(), (beta * ar).detach()))
     return out
 
 
-def orpo(*, chosen_token_logps, chosen_mask, policy_chosen_logps, policy_rejected_logps,
-         beta=0.1):
+def orpo(*, chosen_token_logps, chosen_mask, policy_chosen_logps, policy_rejected_logps, beta=0.1):
     """ORPO: NLL on the chosen response plus an odds-ratio term.
 
     Hong et al. 2024 (arXiv:2403.07691) Eq. 6-7; TRL `ORPOTrainer.odds_ratio_loss`:
@@ -489,8 +617,13 @@ def orpo(*, chosen_token_logps, chosen_mask, policy_chosen_logps, policy_rejecte
     ratio = F.logsigmoid(log_odds)
     nll = -masked_mean(chosen_token_logps, chosen_mask)
     odds_ratio = -ratio.mean()
-    out = {"loss": nll + beta * odds_ratio, "nll": nll, "odds_ratio": odds_ratio,
-           "log_odds_ratio": ratio.mean().detach(), "log_odds_chosen": log_odds.mean().detach()}
+    out = {
+        "loss": nll + beta * odds_ratio,
+        "nll": nll,
+        "odds_ratio": odds_ratio,
+        "log_odds_ratio": ratio.mean().detach(),
+        "log_odds_chosen": log_odds.mean().detach(),
+    }
     out.update(_reward_metrics((beta * lc).detach(), (beta * lrj).detach()))
     return out
 
@@ -505,9 +638,13 @@ def bradley_terry(*, rewards_chosen, rewards_rejected, margin=None, center_coef=
         margin = torch.zeros_like(rewards_chosen)
     pref = -F.logsigmoid(rewards_chosen - rewards_rejected - margin).mean()
     center = torch.mean((rewards_chosen + rewards_rejected) ** 2)
-    return {"loss": pref + center_coef * center, "preference": pref, "center": center,
-            "accuracy": (rewards_chosen > rewards_rejected).to(pref.dtype).mean(),
-            "margin_mean": (rewards_chosen - rewards_rejected).mean().detach()}
+    return {
+        "loss": pref + center_coef * center,
+        "preference": pref,
+        "center": center,
+        "accuracy": (rewards_chosen > rewards_rejected).to(pref.dtype).mean(),
+        "margin_mean": (rewards_chosen - rewards_rejected).mean().detach(),
+    }
 
 
 # --------------------------------------------------------------------------- SFT / distillation
@@ -529,12 +666,10 @@ def sft_nll(*, logits, labels, ignore_index=-100, label_smoothing=0.0):
     tok = (1 - label_smoothing) * nll + label_smoothing * smooth
     loss = masked_mean(tok, valid)
     acc = masked_mean((logits.argmax(-1) == labels).to(logits.dtype), valid)
-    return {"loss": loss, "nll": loss, "accuracy": acc,
-            "num_tokens": valid.sum().to(logits.dtype)}
+    return {"loss": loss, "nll": loss, "accuracy": acc, "num_tokens": valid.sum().to(logits.dtype)}
 
 
-def distill_kl(*, student_logits, teacher_logits, mask=None, temperature=1.0,
-               direction="forward"):
+def distill_kl(*, student_logits, teacher_logits, mask=None, temperature=1.0, direction="forward"):
     """KL distillation between student and teacher token distributions at temperature τ.
 
     TRL `GKDTrainer.generalized_jsd_loss` with beta = 0 (forward KL(p_T‖p_S)) or beta = 1
