@@ -384,8 +384,29 @@ def reciprocal(b: Interval) -> Interval:
 
 
 def div(a: Interval, b: Interval) -> Interval:
-    """a / b; NaN from 0/0 or inf/inf is outside the interval (see the module notes)."""
-    return mul(a, reciprocal(b))
+    """a / b. Over a one-signed denominator the quotient is monotone in each argument, so
+    the corners bound it, each read as a · (1/b) with the 0·inf rule of `mul` (computed
+    as a quotient: 1/b may overflow where a/b does not). A zero end of b counts as +0 if
+    b ≥ 0 and -0 if b ≤ 0; NaN from 0/0 or inf/inf is outside the interval."""
+    if a.is_empty or b.is_empty:
+        return EMPTY
+    if b.lo < 0 < b.hi:  # 0 inside: both infinities, and everything between
+        return ZERO if a == ZERO else Interval.extended()
+    side = 1.0 if b.lo >= 0 else -1.0
+    cands: list[Bound] = []
+    for x, xc in _ends(a):
+        for y, yc in _ends(b):
+            overflow = False
+            if x == 0 or math.isinf(y):
+                v = 0.0
+            elif y == 0:  # the pole: attained only if b's zero end is
+                v = math.copysign(inf, x) * side
+            else:
+                v = _underflowed(x / y, x, y)
+                overflow = _overflowed(v, x, y)
+            pole = y == 0 and yc and x != 0
+            cands.append((v, (xc and yc) or (x == 0 and xc) or pole or overflow))
+    return _image(_pick_lo(cands), _pick_hi(cands))
 
 
 def _underflowed(v: float, *operands: float) -> float:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from lossdsl.backend.lowering import lower
 from lossdsl.ir import SpecIR
+from lossdsl.passes.evaluate import depends_on_step, sample_steps, scalar_value
 
 
 def ir_table(ir: SpecIR) -> str:
@@ -14,6 +15,21 @@ def ir_table(ir: SpecIR) -> str:
         inside = ", ".join(p for p in (args, attrs) if p)
         label = f"  {node.name}" if node.name else ""
         rows.append(f"%{node.id:<3} = {node.op}({inside}) : {node.type}{label}")
+    return "\n".join(rows)
+
+
+def schedule_table(ir: SpecIR) -> str:
+    """Each param and weight that follows `step`, at a few steps."""
+    rows = []
+    named = [(p.name, p.node) for p in ir.params]
+    named += [(f"weight of {term}", node) for term, node in ir.weights.items()]
+    for label, node in named:
+        if not depends_on_step(ir, node):
+            continue
+        values = ", ".join(
+            f"{step:g} → {scalar_value(ir, node, step):.6g}" for step in sample_steps(ir, node)
+        )
+        rows.append(f"  {label}: {values}")
     return "\n".join(rows)
 
 
@@ -34,5 +50,8 @@ def explain_text(ir: SpecIR) -> str:
                 for p in ir.params
             )
         )
+    schedules = schedule_table(ir)
+    if schedules:
+        parts += ["", "schedules (value at each step):", schedules]
     parts += ["", "IR:", ir_table(ir), "", "generated torch.fx code:", lower(ir).code.strip()]
     return "\n".join(parts)

@@ -427,25 +427,14 @@ class _Builder:
         node = self.nodes[node_id]
         if node.op == "const":
             return float(node.attrs["value"])
-        import operator
-
-        unary = {"neg": operator.neg}
-        binary = {
-            "add": operator.add,
-            "sub": operator.sub,
-            "mul": operator.mul,
-            "div": _safe_div,
-            "pow": _safe_pow,
-        }
+        op = OPS.get(node.op)
+        if op is None or op.scalar is None or op.group == "schedule":
+            return None
         folded = [self.fold(a) for a in node.args]
         values = [v for v in folded if v is not None]
         if len(values) != len(folded):
             return None
-        if node.op in unary:
-            return unary[node.op](values[0])
-        if node.op in binary:
-            return binary[node.op](values[0], values[1])
-        return None
+        return op.scalar(*values)
 
     # ---- values -------------------------------------------------------------------
 
@@ -1084,21 +1073,6 @@ def _literal_number(e: ast.Expr) -> float | None:
 
 def _show(value: float) -> str:
     return str(int(value)) if float(value).is_integer() else repr(value)
-
-
-def _safe_div(a: float, b: float) -> float:
-    if b == 0:
-        return math.copysign(math.inf, a) if a != 0 else math.nan
-    return a / b
-
-
-def _safe_pow(a: float, b: float) -> float:
-    try:
-        return float(a**b)
-    except (OverflowError, ZeroDivisionError):
-        return math.inf
-    except TypeError:
-        return math.nan
 
 
 def _mentions(e: ast.Expr, names: set[str]) -> bool:

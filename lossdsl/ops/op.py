@@ -45,6 +45,9 @@ class Op:
     lowering: str  # a torch function's dotted name, or the name of a lowering in the backend
     group: str  # elementwise | reduction | distribution | shape | schedule | logic | structural
     doc: str = ""
+    # The op on plain floats (constant folding, schedule values); None where it reduces
+    # over tensors. Schedules take `step` first.
+    scalar: Callable[..., float] | None = None
     # Facts for the stability analysis (interval rule, domain and poles, curvature,
     # monotonicity, differentiability, gradient bound) live here too, one record per op.
     facts: dict[str, Any] = field(default_factory=dict)

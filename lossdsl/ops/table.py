@@ -6,7 +6,9 @@ The builder reads signatures, shape and dtype rules from here; the backend reads
 
 from __future__ import annotations
 
-from lossdsl.ops import rules
+from dataclasses import replace
+
+from lossdsl.ops import rules, scalar
 from lossdsl.ops.op import DIM, DIMS, FLAG, MASK, NUMBER, NUMBERS, SIZE, TENSOR, Arg, Op
 
 X = (Arg("x"),)
@@ -33,7 +35,8 @@ def _reduction(name: str, lowering: str, dtype=rules.sum_kind, extra: tuple[Arg,
 
 
 def _schedule(name: str, args: tuple[Arg, ...], doc: str) -> Op:
-    return Op(name, args, rules.scalar, rules.floating, name, "schedule", doc)
+    evaluate = getattr(scalar, name, None) or (lambda step, value: value)
+    return Op(name, args, rules.scalar, rules.floating, name, "schedule", doc, scalar=evaluate)
 
 
 _SCHEDULE_SPAN = (Arg("steps"), Arg("begin", TENSOR, 0))
@@ -193,7 +196,15 @@ OP_LIST: list[Op] = [
     ),
 ]
 
-OPS: dict[str, Op] = {op.name: op for op in OP_LIST}
+OPS: dict[str, Op] = {
+    op.name: (
+        op
+        if op.scalar or op.name not in scalar.ELEMENTWISE
+        else replace(op, scalar=scalar.ELEMENTWISE[op.name])
+    )
+    for op in OP_LIST
+}
+OP_LIST[:] = list(OPS.values())
 
 # Operators of the surface syntax, by their spelling.
 BINARY_OPERATORS = {
