@@ -551,3 +551,7 @@ def lower(ir: SpecIR) -> fx.GraphModule:
     lowering_ = _Lowering(ir)
     lowering_.param_given = {}
     return lowering_.run()
+
+
+# Lowerings kept in their own modules register themselves on import.
+from lossdsl.backend import robust as _robust  # noqa: E402, F401

@@ -114,6 +114,8 @@ class SpecIR(_Frozen):
     objective_span: Span | None = None
     dims: tuple[str, ...] = ()  # named dims in order of first appearance
     step_node: int
+    sources: dict[str, str] = Field(default_factory=dict)  # file -> text, for fixes
+    properties: dict[str, dict[str, str]] = Field(default_factory=dict)  # per term
 
     def node(self, node_id: int) -> Node:
         return self.nodes[node_id]

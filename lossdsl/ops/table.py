@@ -1,29 +1,79 @@
 """The op table: every built-in op of the language, one entry each.
 
-The builder reads signatures, shape and dtype rules from here; the backend reads
-`lowering`; the analysis reads `facts`. Nothing else names ops.
+The builder reads signatures, shape and dtype rules; the backend reads `lowering`; the
+analysis reads `facts` (intervals, domains, curvature, smoothness, hazards). Nothing
+else names ops.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import replace
 
+from lossdsl.analysis import curvature as dcp
+from lossdsl.analysis import intervals as iv
 from lossdsl.ops import rules, scalar
+from lossdsl.ops.facts import (
+    FLOAT32_EXP_LIMIT,
+    Facts,
+    S,
+    atom,
+    clamp_curvature,
+    clamp_image,
+    constant_image,
+    count_image,
+    detached,
+    domain,
+    entropy_image,
+    exponential_image,
+    gather_image,
+    image,
+    linear_image,
+    logsumexp_image,
+    max_image,
+    mean_image,
+    min_image,
+    piecewise_image,
+    power_curvature,
+    power_domain,
+    power_image,
+    product_curvature,
+    quotient_curvature,
+    refine_greater,
+    refine_greater_equal,
+    refine_less,
+    refine_less_equal,
+    s_curve,
+    size_image,
+    spread_image,
+    sum_image,
+    unit_image,
+    where_curvature,
+    xlogy_curvature,
+)
 from lossdsl.ops.op import DIM, DIMS, FLAG, MASK, NUMBER, NUMBERS, SIZE, TENSOR, Arg, Op
+from lossdsl.ops.robust import cauchy_image, huber_image, log_cosh_image, smooth_l1_image
 
+INC, DEC, ABS_INC = dcp.INCREASING, dcp.DECREASING, dcp.ABS_INCREASING
+CONVEX, CONCAVE, AFFINE = dcp.CONVEX, dcp.CONCAVE, dcp.AFFINE
 X = (Arg("x"),)
+STEP = Facts(smooth=S.ZERO_GRADIENT, continuous=False)  # piecewise constant
 
 
-def _unary(name: str, lowering: str, dtype=rules.floating, doc: str = "") -> Op:
-    return Op(name, X, rules.same_as_broadcast, dtype, lowering, "elementwise", doc)
+def _unary(name: str, lowering: str, facts: Facts, dtype=rules.floating, doc: str = "") -> Op:
+    return Op(name, X, rules.same_as_broadcast, dtype, lowering, "elementwise", doc, facts=facts)
 
 
-def _binary(name: str, lowering: str, dtype=rules.arithmetic, arg_names=("a", "b")) -> Op:
+def _binary(
+    name: str, lowering: str, facts: Facts, dtype=rules.arithmetic, arg_names=("a", "b")
+) -> Op:
     args = tuple(Arg(n) for n in arg_names)
-    return Op(name, args, rules.same_as_broadcast, dtype, lowering, "elementwise")
+    return Op(name, args, rules.same_as_broadcast, dtype, lowering, "elementwise", facts=facts)
 
 
-def _reduction(name: str, lowering: str, dtype=rules.sum_kind, extra: tuple[Arg, ...] = ()) -> Op:
+def _reduction(
+    name: str, lowering: str, facts: Facts, dtype=rules.sum_kind, extra: tuple[Arg, ...] = ()
+) -> Op:
     args = (
         Arg("x"),
         Arg("dim", DIMS, None),
@@ -31,53 +81,281 @@ def _reduction(name: str, lowering: str, dtype=rules.sum_kind, extra: tuple[Arg,
         Arg("keepdim", FLAG, False),
         *extra,
     )
-    return Op(name, args, rules.reduced, dtype, lowering, "reduction")
+    return Op(name, args, rules.reduced, dtype, lowering, "reduction", facts=facts)
 
 
-def _schedule(name: str, args: tuple[Arg, ...], doc: str) -> Op:
+def _schedule(name: str, args: tuple[Arg, ...], facts: Facts, doc: str) -> Op:
     evaluate = getattr(scalar, name, None) or (lambda step, value: value)
-    return Op(name, args, rules.scalar, rules.floating, name, "schedule", doc, scalar=evaluate)
+    return Op(
+        name,
+        args,
+        rules.scalar,
+        rules.floating,
+        name,
+        "schedule",
+        doc,
+        scalar=evaluate,
+        facts=facts,
+    )
 
 
-_SCHEDULE_SPAN = (Arg("steps"), Arg("begin", TENSOR, 0))
+def _comparison(name: str, fn, refine=None) -> Op:
+    facts = replace(STEP, interval=image(fn), refine=refine)
+    return _binary(name, f"operator.{name}", facts, rules.boolean)
+
+
+def _robust(name: str, param: str, image_rule, curvature, doc: str) -> Op:
+    facts = Facts(interval=image_rule, curvature=curvature, lipschitz=True)
+    return Op(
+        name,
+        (Arg("r"), Arg(param)),
+        rules.same_as_broadcast,
+        rules.floating,
+        name,
+        "elementwise",
+        doc,
+        facts=facts,
+    )
+
+
+_SPAN = (Arg("steps"), Arg("begin", TENSOR, 0))
+LOG_FIX = "log(clamp({x}, min=1e-8))"
 
 OP_LIST: list[Op] = [
     # arithmetic and logic (the operators of the language)
-    _binary("add", "operator.add"),
-    _binary("sub", "operator.sub"),
-    _binary("mul", "operator.mul"),
-    _binary("div", "operator.truediv", dtype=rules.floating),
-    _binary("pow", "operator.pow"),
-    _unary("neg", "operator.neg", dtype=rules.arithmetic),
-    *(
-        _binary(name, f"operator.{name}", dtype=rules.boolean)
-        for name in ("lt", "le", "gt", "ge", "eq", "ne")
+    _binary(
+        "add",
+        "operator.add",
+        Facts(image(iv.add), curvature=atom(AFFINE, INC, INC), lipschitz=True),
     ),
-    _binary("and", "operator.and_", dtype=rules.logical),
-    _binary("or", "operator.or_", dtype=rules.logical),
-    _unary("not", "operator.invert", dtype=rules.logical),
+    _binary(
+        "sub",
+        "operator.sub",
+        Facts(image(iv.sub), curvature=atom(AFFINE, INC, DEC), lipschitz=True, same_args=iv.ZERO),
+    ),
+    _binary("mul", "operator.mul", Facts(image(iv.mul), curvature=product_curvature)),
+    _binary(
+        "div",
+        "operator.truediv",
+        Facts(
+            image(iv.div),
+            domain(b=iv.DOMAIN_NONZERO),
+            quotient_curvature,
+            fix="{x} clamped away from 0, e.g. max({x}, 1e-8)",
+        ),
+        dtype=rules.floating,
+    ),
+    _binary(
+        "pow",
+        "operator.pow",
+        Facts(
+            power_image,
+            power_domain,
+            power_curvature,
+            overflow_above=math.inf,
+            fix="clamp({x}, min=1e-8) as the base",
+        ),
+    ),
+    _unary(
+        "neg",
+        "operator.neg",
+        Facts(image(iv.neg), curvature=atom(AFFINE, DEC), lipschitz=True),
+        dtype=rules.arithmetic,
+    ),
+    _comparison("lt", iv.less, refine_less),
+    _comparison("le", iv.less_equal, refine_less_equal),
+    _comparison("gt", iv.greater, refine_greater),
+    _comparison("ge", iv.greater_equal, refine_greater_equal),
+    _comparison("eq", iv.equal),
+    _comparison("ne", iv.not_equal),
+    _binary(
+        "and", "operator.and_", replace(STEP, interval=image(iv.logical_and)), dtype=rules.logical
+    ),
+    _binary(
+        "or", "operator.or_", replace(STEP, interval=image(iv.logical_or)), dtype=rules.logical
+    ),
+    _unary(
+        "not", "operator.invert", replace(STEP, interval=image(iv.logical_not)), dtype=rules.logical
+    ),
     # elementwise
-    _unary("exp", "torch.exp"),
-    _unary("log", "torch.log"),
-    _unary("log1p", "torch.log1p"),
-    _unary("expm1", "torch.expm1"),
-    _unary("log1mexp", "log1mexp", doc="log(1 - exp(x)) for x < 0, computed stably"),
-    _unary("sqrt", "torch.sqrt"),
-    _unary("abs", "torch.abs", dtype=rules.keeps_kind),
-    _unary("square", "torch.square", dtype=rules.keeps_kind),
-    _unary("sign", "torch.sign", dtype=rules.keeps_kind),
-    _unary("floor", "torch.floor", dtype=rules.keeps_kind),
-    _unary("round", "torch.round", dtype=rules.keeps_kind),
-    _unary("sigmoid", "torch.sigmoid"),
-    _unary("logsigmoid", "torch.nn.functional.logsigmoid"),
-    _unary("softplus", "softplus", doc="log1p(exp(-|x|)) + max(x, 0), exact (no threshold)"),
-    _unary("tanh", "torch.tanh"),
-    _unary("relu", "torch.relu", dtype=rules.keeps_kind),
-    _unary("cos", "torch.cos"),
-    _binary("xlogy", "torch.xlogy", dtype=rules.floating, arg_names=("x", "y")),
-    _binary("logaddexp", "torch.logaddexp", dtype=rules.floating),
-    _binary("minimum", "torch.minimum", dtype=rules.keeps_kind),
-    _binary("maximum", "torch.maximum", dtype=rules.keeps_kind),
+    _unary(
+        "exp",
+        "torch.exp",
+        Facts(
+            image(iv.exp),
+            curvature=atom(CONVEX, INC),
+            overflow_above=FLOAT32_EXP_LIMIT,
+            precision_sensitive=True,
+        ),
+    ),
+    _unary(
+        "log",
+        "torch.log",
+        Facts(
+            image(iv.log),
+            domain(x=iv.DOMAIN_LOG),
+            atom(CONCAVE, INC),
+            precision_sensitive=True,
+            fix=LOG_FIX,
+        ),
+    ),
+    _unary(
+        "log1p",
+        "torch.log1p",
+        Facts(
+            image(iv.log1p),
+            domain(x=iv.DOMAIN_LOG1P),
+            atom(CONCAVE, INC),
+            precision_sensitive=True,
+            fix="log1p(clamp({x}, min=-1 + 1e-6))",
+        ),
+    ),
+    _unary(
+        "expm1",
+        "torch.expm1",
+        Facts(
+            image(iv.expm1),
+            curvature=atom(CONVEX, INC),
+            overflow_above=FLOAT32_EXP_LIMIT,
+            precision_sensitive=True,
+        ),
+    ),
+    _unary(
+        "log1mexp",
+        "log1mexp",
+        Facts(
+            image(iv.log1mexp),
+            domain(x=iv.DOMAIN_LOG1MEXP),
+            atom(CONCAVE, DEC),
+            precision_sensitive=True,
+            fix="log1mexp(clamp({x}, max=-1e-8))",
+        ),
+        doc="log(1 - exp(x)) for x < 0, computed stably",
+    ),
+    _unary(
+        "sqrt",
+        "torch.sqrt",
+        Facts(
+            image(iv.sqrt),
+            domain(x=iv.DOMAIN_SQRT),
+            atom(CONCAVE, INC),
+            steep_at=(0.0,),
+            fix="sqrt(clamp({x}, min=1e-12))",
+        ),
+    ),
+    _unary(
+        "abs",
+        "torch.abs",
+        Facts(
+            image(iv.absolute),
+            curvature=atom(CONVEX, ABS_INC),
+            smooth=S.KINKED,
+            kinks=(0.0,),
+            lipschitz=True,
+        ),
+        dtype=rules.keeps_kind,
+    ),
+    _unary(
+        "square",
+        "torch.square",
+        Facts(image(iv.square), curvature=atom(CONVEX, ABS_INC)),
+        dtype=rules.keeps_kind,
+    ),
+    _unary("sign", "torch.sign", replace(STEP, interval=image(iv.sign)), dtype=rules.keeps_kind),
+    _unary("floor", "torch.floor", replace(STEP, interval=image(iv.floor)), dtype=rules.keeps_kind),
+    _unary("round", "torch.round", replace(STEP, interval=image(iv.rint)), dtype=rules.keeps_kind),
+    _unary("sigmoid", "torch.sigmoid", Facts(image(iv.sigmoid), curvature=s_curve, lipschitz=True)),
+    _unary(
+        "logsigmoid",
+        "torch.nn.functional.logsigmoid",
+        Facts(
+            image(iv.logsigmoid),
+            curvature=atom(CONCAVE, INC),
+            lipschitz=True,
+            precision_sensitive=True,
+        ),
+    ),
+    _unary(
+        "softplus",
+        "softplus",
+        Facts(
+            image(iv.softplus),
+            curvature=atom(CONVEX, INC),
+            lipschitz=True,
+            precision_sensitive=True,
+        ),
+        doc="log1p(exp(-|x|)) + max(x, 0), exact (no threshold)",
+    ),
+    _unary("tanh", "torch.tanh", Facts(image(iv.tanh), curvature=s_curve, lipschitz=True)),
+    _unary(
+        "relu",
+        "torch.relu",
+        Facts(
+            image(iv.relu),
+            curvature=atom(CONVEX, INC),
+            smooth=S.KINKED,
+            kinks=(0.0,),
+            lipschitz=True,
+        ),
+        dtype=rules.keeps_kind,
+    ),
+    _unary("cos", "torch.cos", Facts(image(iv.cos), lipschitz=True)),
+    _binary(
+        "xlogy",
+        "torch.xlogy",
+        Facts(
+            image(iv.xlogy),
+            domain(y=iv.DOMAIN_XLOGY_Y),
+            xlogy_curvature,
+            precision_sensitive=True,
+            fix="xlogy(x, clamp({x}, min=1e-8))",
+        ),
+        dtype=rules.floating,
+        arg_names=("x", "y"),
+    ),
+    _unary(
+        "xlogx",
+        "xlogx",
+        Facts(
+            image(iv.xlogx),
+            domain(x=iv.DOMAIN_SQRT),
+            atom(CONVEX, dcp.NONMONOTONE),
+            precision_sensitive=True,
+            fix="xlogx(clamp({x}, min=0))",
+        ),
+        doc="x·log(x), 0 at x = 0",
+    ),
+    _unary(
+        "log_cosh",
+        "log_cosh",
+        Facts(log_cosh_image, curvature=atom(CONVEX, ABS_INC), lipschitz=True),
+        doc="log(cosh(x)), computed as |x| + softplus(-2|x|) - log 2 (never overflows)",
+    ),
+    _binary(
+        "logaddexp",
+        "torch.logaddexp",
+        Facts(
+            image(iv.logaddexp),
+            curvature=atom(CONVEX, INC, INC),
+            lipschitz=True,
+            precision_sensitive=True,
+        ),
+        dtype=rules.floating,
+    ),
+    _binary(
+        "minimum",
+        "torch.minimum",
+        Facts(
+            image(iv.minimum), curvature=atom(CONCAVE, INC, INC), smooth=S.KINKED, lipschitz=True
+        ),
+        dtype=rules.keeps_kind,
+    ),
+    _binary(
+        "maximum",
+        "torch.maximum",
+        Facts(image(iv.maximum), curvature=atom(CONVEX, INC, INC), smooth=S.KINKED, lipschitz=True),
+        dtype=rules.keeps_kind,
+    ),
     Op(
         "clamp",
         (Arg("x"), Arg("min", TENSOR, None), Arg("max", TENSOR, None)),
@@ -85,6 +363,7 @@ OP_LIST: list[Op] = [
         rules.keeps_kind,
         "clamp",
         "elementwise",
+        facts=Facts(clamp_image, curvature=clamp_curvature, smooth=S.KINKED, lipschitz=True),
     ),
     Op(
         "where",
@@ -93,16 +372,92 @@ OP_LIST: list[Op] = [
         rules.where_kind,
         "torch.where",
         "elementwise",
+        facts=Facts(image(iv.where), curvature=where_curvature, lipschitz=True),
     ),
-    Op("detach", X, rules.same_as_broadcast, rules.keeps_kind, "detach", "elementwise"),
+    Op(
+        "detach",
+        X,
+        rules.same_as_broadcast,
+        rules.keeps_kind,
+        "detach",
+        "elementwise",
+        facts=Facts(
+            image(lambda x: x),
+            curvature=detached,
+            smooth=S.CONSTANT,
+            lipschitz=True,
+            keeps_value=True,
+        ),
+    ),
+    # robust losses: facts that composition cannot see (convexity written with `where`,
+    # bounded gradients of saturating shapes)
+    _robust(
+        "huber",
+        "delta",
+        huber_image,
+        atom(CONVEX, ABS_INC),
+        "0.5·r² for |r| < delta, delta·(|r| - delta/2) beyond (torch's huber_loss)",
+    ),
+    _robust(
+        "smooth_l1",
+        "beta",
+        smooth_l1_image,
+        atom(CONVEX, ABS_INC),
+        "huber(r, beta) / beta; |r| when beta = 0 (torch's smooth_l1_loss)",
+    ),
+    _robust(
+        "cauchy",
+        "alpha",
+        cauchy_image,
+        lambda cs, ivs, attrs: dcp.CONSTANT if all(c is dcp.CONSTANT for c in cs) else dcp.UNKNOWN,
+        "log(1 + (r/alpha)²), the Cauchy (Lorentzian) loss",
+    ),
     # reductions
-    _reduction("sum", "reduce_sum"),
-    _reduction("mean", "reduce_mean", dtype=rules.floating),
-    _reduction("max", "reduce_max", dtype=rules.extreme_kind),
-    _reduction("min", "reduce_min", dtype=rules.extreme_kind),
-    _reduction("logsumexp", "reduce_logsumexp", dtype=rules.floating),
-    _reduction("var", "reduce_var", dtype=rules.floating, extra=(Arg("correction", NUMBER, 0),)),
-    _reduction("std", "reduce_std", dtype=rules.floating, extra=(Arg("correction", NUMBER, 0),)),
+    _reduction(
+        "sum",
+        "reduce_sum",
+        Facts(sum_image, curvature=atom(AFFINE, INC), lipschitz=True, precision_sensitive=True),
+    ),
+    _reduction(
+        "mean",
+        "reduce_mean",
+        Facts(mean_image, curvature=atom(AFFINE, INC), lipschitz=True, precision_sensitive=True),
+        dtype=rules.floating,
+    ),
+    _reduction(
+        "max",
+        "reduce_max",
+        Facts(max_image, curvature=atom(CONVEX, INC), smooth=S.KINKED, lipschitz=True),
+        dtype=rules.extreme_kind,
+    ),
+    _reduction(
+        "min",
+        "reduce_min",
+        Facts(min_image, curvature=atom(CONCAVE, INC), smooth=S.KINKED, lipschitz=True),
+        dtype=rules.extreme_kind,
+    ),
+    _reduction(
+        "logsumexp",
+        "reduce_logsumexp",
+        Facts(
+            logsumexp_image, curvature=atom(CONVEX, INC), lipschitz=True, precision_sensitive=True
+        ),
+        dtype=rules.floating,
+    ),
+    _reduction(
+        "var",
+        "reduce_var",
+        Facts(spread_image(False), precision_sensitive=True),
+        dtype=rules.floating,
+        extra=(Arg("correction", NUMBER, 0),),
+    ),
+    _reduction(
+        "std",
+        "reduce_std",
+        Facts(spread_image(True), smooth=S.KINKED, lipschitz=True, precision_sensitive=True),
+        dtype=rules.floating,
+        extra=(Arg("correction", NUMBER, 0),),
+    ),
     Op(
         "count",
         (Arg("m"), Arg("dim", DIMS, None), Arg("where", MASK, None), Arg("keepdim", FLAG, False)),
@@ -110,6 +465,7 @@ OP_LIST: list[Op] = [
         rules.counted,
         "reduce_count",
         "reduction",
+        facts=replace(STEP, interval=count_image),
     ),
     Op(
         "argmax",
@@ -118,6 +474,7 @@ OP_LIST: list[Op] = [
         rules.integer,
         "argmax",
         "reduction",
+        facts=replace(STEP, interval=lambda args, attrs: iv.argmax_of()),
     ),
     # distributions
     Op(
@@ -127,6 +484,9 @@ OP_LIST: list[Op] = [
         rules.floating,
         "torch.softmax",
         "distribution",
+        facts=Facts(
+            lambda args, attrs: iv.softmax_of(args[0]), lipschitz=True, precision_sensitive=True
+        ),
     ),
     Op(
         "log_softmax",
@@ -135,6 +495,12 @@ OP_LIST: list[Op] = [
         rules.floating,
         "torch.log_softmax",
         "distribution",
+        facts=Facts(
+            lambda args, attrs: iv.log_softmax_of(args[0]),
+            curvature=atom(CONCAVE, dcp.NONMONOTONE),
+            lipschitz=True,
+            precision_sensitive=True,
+        ),
     ),
     Op(
         "entropy",
@@ -144,6 +510,7 @@ OP_LIST: list[Op] = [
         "entropy",
         "distribution",
         doc="entropy of softmax(x, dim)",
+        facts=Facts(entropy_image, lipschitz=True, precision_sensitive=True),
     ),
     Op(
         "gather",
@@ -152,6 +519,7 @@ OP_LIST: list[Op] = [
         rules.index_into,
         "gather",
         "distribution",
+        facts=Facts(gather_image, curvature=atom(AFFINE, INC, dcp.NONMONOTONE), lipschitz=True),
     ),
     Op(
         "one_hot",
@@ -160,6 +528,7 @@ OP_LIST: list[Op] = [
         rules.int_index,
         "one_hot",
         "distribution",
+        facts=Facts(lambda args, attrs: iv.UNIT, smooth=S.CONSTANT),
     ),
     # shapes
     Op(
@@ -170,31 +539,42 @@ OP_LIST: list[Op] = [
         "size",
         "shape",
         doc="the size of a dim, as a scalar",
+        facts=Facts(size_image, smooth=S.CONSTANT),
     ),
     # schedules of `step`
-    _schedule("constant", (Arg("value"),), "the value at every step"),
+    _schedule(
+        "constant",
+        (Arg("value"),),
+        Facts(constant_image, lipschitz=True),
+        "the value at every step",
+    ),
     _schedule(
         "linear",
-        (Arg("start"), Arg("end"), *_SCHEDULE_SPAN),
+        (Arg("start"), Arg("end"), *_SPAN),
+        Facts(linear_image),
         "start + (end - start)·u, u = clamp((step - begin) / steps, 0, 1)",
     ),
     _schedule(
         "cosine",
-        (Arg("start"), Arg("end"), *_SCHEDULE_SPAN),
+        (Arg("start"), Arg("end"), *_SPAN),
+        Facts(linear_image),
         "end + (start - end)·(1 + cos(π·u))/2",
     ),
     _schedule(
         "exponential",
-        (Arg("start"), Arg("end"), *_SCHEDULE_SPAN),
+        (Arg("start"), Arg("end"), *_SPAN),
+        Facts(exponential_image),
         "start·(end/start)^u (geometric)",
     ),
-    _schedule("warmup", (Arg("steps"),), "clamp(step / steps, 0, 1)"),
+    _schedule("warmup", (Arg("steps"),), Facts(unit_image), "clamp(step / steps, 0, 1)"),
     _schedule(
         "piecewise",
         (Arg("boundaries", NUMBERS), Arg("values", NUMBERS)),
+        Facts(piecewise_image),
         "v0 before s1, v1 from s1, …, the last value from the last boundary on",
     ),
 ]
+
 
 OPS: dict[str, Op] = {
     op.name: (
@@ -257,21 +637,3 @@ RESERVED = {
 }
 
 CALLABLE_NAMES = sorted(set(OPS) - NOT_CALLABLE | {"select"})
-
-__all__ = [
-    "OPS",
-    "OP_LIST",
-    "BINARY_OPERATORS",
-    "UNARY_OPERATORS",
-    "ELEMENTWISE_FORM",
-    "RESERVED",
-    "CALLABLE_NAMES",
-    "SIZE",
-    "DIM",
-    "DIMS",
-    "FLAG",
-    "NUMBER",
-    "NUMBERS",
-    "MASK",
-    "TENSOR",
-]

@@ -10,6 +10,7 @@ from typing import Any
 
 from lossdsl.diagnostics import Diagnostic
 from lossdsl.ir import Node, SpecIR
+from lossdsl.passes.renumber import renumbered
 
 _UNIQUE = {"input", "param", "step"}
 
@@ -33,7 +34,7 @@ def share_common_subexpressions(ir: SpecIR) -> tuple[SpecIR, list[Diagnostic]]:
         remap[node.id] = new.id
         if key is not None and key not in seen:
             seen[key] = new.id
-    return _renumbered(ir, nodes, remap), []
+    return renumbered(ir, nodes, remap), []
 
 
 def _freeze(value: Any) -> Any:
@@ -42,24 +43,3 @@ def _freeze(value: Any) -> Any:
     if isinstance(value, list | tuple):
         return tuple(_freeze(v) for v in value)
     return value
-
-
-def _renumbered(ir: SpecIR, nodes: list[Node], remap: dict[int, int]) -> SpecIR:
-    def named(values: tuple) -> tuple:
-        return tuple(v.model_copy(update={"node": remap[v.node]}) for v in values)
-
-    return ir.model_copy(
-        update={
-            "nodes": tuple(nodes),
-            "inputs": named(ir.inputs),
-            "params": tuple(
-                p.model_copy(update={"node": remap[p.node], "default_node": remap[p.default_node]})
-                for p in ir.params
-            ),
-            "lets": named(ir.lets),
-            "terms": named(ir.terms),
-            "metrics": named(ir.metrics),
-            "weights": {t: remap[w] for t, w in ir.weights.items()},
-            "step_node": remap[ir.step_node],
-        }
-    )

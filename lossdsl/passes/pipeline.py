@@ -10,11 +10,17 @@ from lossdsl.diagnostics import Diagnostic, LossSpecError, has_errors
 from lossdsl.ir import SpecIR, build
 from lossdsl.ir.loader import display_name, load_text, resolve_reference
 from lossdsl.passes.cse import share_common_subexpressions
+from lossdsl.passes.hazards import find_hazards
+from lossdsl.passes.properties import prove_properties
+from lossdsl.passes.rewrites import rewrite_for_stability
 
 Pass = Callable[[SpecIR], tuple[SpecIR, list[Diagnostic]]]
 
 # The passes, in order. Each is a pure function `ir -> (ir, diagnostics)`.
 PIPELINE: list[Pass] = [
+    rewrite_for_stability,
+    find_hazards,
+    prove_properties,
     share_common_subexpressions,
 ]
 
@@ -49,6 +55,7 @@ def check_text(
         ir, found = build(loaded.spec, loaded.used, choices)
         diagnostics += found
     if ir is not None:
+        ir = ir.model_copy(update={"sources": loaded.sources})
         for run_pass in PIPELINE:
             ir, found = run_pass(ir)
             diagnostics += found

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import os
 import re
+import sys
 from functools import cache
+from pathlib import Path
 
+import lark
 from lark import Lark, Token, Transformer, Tree, v_args
 from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
 
@@ -24,7 +28,26 @@ def _lark() -> Lark:
         propagate_positions=True,
         maybe_placeholders=True,
         start=["start", "decls"],
+        cache=_parser_cache_file(),
     )
+
+
+def _parser_cache_file() -> str | bool:
+    """Where Lark pickles the built LALR tables (building them costs more than the rest of
+    `lossdsl check`): the user's lossdsl cache folder, as for the IR cache (`LOSSDSL_CACHE=0`
+    turns it off, `LOSSDSL_CACHE_DIR` moves it). Lark stores a hash of the grammar text, its
+    options and Lark's version in the file and rebuilds when it does not match, so an edited
+    grammar is never served stale; the name carries the Python version the pickle is for."""
+    if os.environ.get("LOSSDSL_CACHE", "1") == "0":
+        return False
+    default = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "lossdsl"
+    folder = Path(os.environ.get("LOSSDSL_CACHE_DIR") or default)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError:
+        return False
+    python = "".join(map(str, sys.version_info[:2]))
+    return str(folder / f"parser-lark{lark.__version__}-py{python}.pickle")
 
 
 def parse(text: str, file: str = "<string>") -> ast.SpecAST:

@@ -1,0 +1,45 @@
+"""Lowerings of the robust-loss ops (their facts live in the op table)."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from lossdsl.backend.lowering import LOWERINGS, Value, _Lowering
+from lossdsl.ir import Node
+
+
+def _huber(low: _Lowering, node: Node, args: list[Value]) -> Value:
+    r, delta = (low.tensor(a) for a in args)
+    size = torch.abs(r)
+    return torch.where(size < delta, 0.5 * torch.square(r), delta * (size - 0.5 * delta))
+
+
+def _smooth_l1(low: _Lowering, node: Node, args: list[Value]) -> Value:
+    # 0.5·min(|r|, β)²/β + |r| - min(|r|, β): torch's smooth_l1, and |r| at β = 0, with no
+    # branch that divides by zero.
+    r, beta = (low.tensor(a) for a in args)
+    size = torch.abs(r)
+    inner = torch.minimum(size, beta)
+    return 0.5 * torch.square(inner) / torch.clamp(beta, min=1e-30) + size - inner
+
+
+def _cauchy(low: _Lowering, node: Node, args: list[Value]) -> Value:
+    r, alpha = (low.tensor(a) for a in args)
+    return torch.log1p(torch.square(r / alpha))
+
+
+def _log_cosh(low: _Lowering, node: Node, args: list[Value]) -> Value:
+    size = torch.abs(low.tensor(args[0]))
+    return size + torch.nn.functional.softplus(-2 * size) - math.log(2)
+
+
+def _xlogx(low: _Lowering, node: Node, args: list[Value]) -> Value:
+    x = low.tensor(args[0])
+    return torch.xlogy(x, x)
+
+
+LOWERINGS.update(
+    huber=_huber, smooth_l1=_smooth_l1, cauchy=_cauchy, log_cosh=_log_cosh, xlogx=_xlogx
+)

@@ -1,0 +1,268 @@
+"""What the analysis knows about an op: one `Facts` record per op-table entry.
+
+Rules take the intervals (and curvatures) of the op's tensor arguments in the order the
+node has them, and the node's attributes (`present` names the given optional arguments).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from lossdsl.analysis import curvature as dcp
+from lossdsl.analysis import intervals as iv
+from lossdsl.analysis.curvature import Curvature, Monotonicity, Smoothness
+from lossdsl.analysis.intervals import Interval
+
+Attrs = dict[str, Any]
+IntervalRule = Callable[[list[Interval], Attrs], Interval]
+CurvatureRule = Callable[[list[Curvature], list[Interval], Attrs], Curvature]
+Domain = Interval | Sequence[Interval]
+DomainRule = Callable[[list[Interval], Attrs], dict[str, Domain]]
+FLOAT32_EXP_LIMIT = 88.0  # exp(88.7) is the largest float32
+
+
+def _everything(args: list[Interval], attrs: Attrs) -> Interval:
+    return Interval.extended()
+
+
+def _unknown_curvature(cs: list[Curvature], ivs: list[Interval], attrs: Attrs) -> Curvature:
+    return dcp.CONSTANT if all(c is dcp.CONSTANT for c in cs) else dcp.UNKNOWN
+
+
+def _no_domain(args: list[Interval], attrs: Attrs) -> dict[str, Domain]:
+    return {}
+
+
+@dataclass(frozen=True)
+class Facts:
+    interval: IntervalRule = _everything  # image of the argument intervals (sound)
+    domain: DomainRule = _no_domain  # per argument name: allowed values (W300 outside)
+    curvature: CurvatureRule = _unknown_curvature  # DCP composition
+    smooth: Smoothness = Smoothness.SMOOTH  # of the op itself
+    kinks: tuple[float, ...] = ()  # where a kinked op is not differentiable (in its 1st arg)
+    lipschitz: bool = False  # gradient bounded whatever the size of the arguments
+    steep_at: tuple[float, ...] = ()  # W302: argument values with an infinite gradient
+    overflow_above: float | None = None  # W301: argument above this overflows float32
+    precision_sensitive: bool = False  # W304: worth upcasting from bf16/f16
+    continuous: bool = True  # False for step functions (floor, comparisons, …)
+    fix: str | None = None  # W300 fix; `{x}` is the offending argument's text
+    # comparisons: the values of the left side for which the comparison holds (or not),
+    # given the right side's interval; lets `where(x > 0, x, 1)` be known positive
+    refine: Callable[[Interval, Interval, bool], Interval] | None = None
+    same_args: Interval | None = None  # the value when both arguments are one value (x - x)
+    keeps_value: bool = False  # returns its argument's value unchanged (detach)
+
+
+# ---- rule builders ---------------------------------------------------------------------
+
+
+def image(fn: Callable[..., Interval]) -> IntervalRule:
+    return lambda args, attrs: fn(*args)
+
+
+def atom(curvature: Curvature, *monotone: Monotonicity) -> CurvatureRule:
+    """A DCP atom: fixed curvature, a monotonicity per argument."""
+
+    def rule(cs: list[Curvature], ivs: list[Interval], attrs: Attrs) -> Curvature:
+        monos = list(monotone[: len(cs)]) + [dcp.NONMONOTONE] * (len(cs) - len(monotone))
+        return dcp.compose(curvature, monos, cs, ivs)
+
+    return rule
+
+
+def domain(**by_arg: Domain) -> DomainRule:
+    return lambda args, attrs: dict(by_arg)
+
+
+def given(attrs: Attrs, name: str) -> bool:
+    return name in attrs.get("present", ())
+
+
+def _masked(attrs: Attrs) -> bool:
+    return given(attrs, "where")
+
+
+# ---- arithmetic -----------------------------------------------------------------------
+
+
+def product_curvature(cs: list[Curvature], ivs: list[Interval], attrs: Attrs) -> Curvature:
+    return dcp.product(cs[0], cs[1], ivs[0], ivs[1])
+
+
+def quotient_curvature(cs: list[Curvature], ivs: list[Interval], attrs: Attrs) -> Curvature:
+    return dcp.quotient(cs[0], cs[1], ivs[0], ivs[1])
+
+
+def power_image(args: list[Interval], attrs: Attrs) -> Interval:
+    base, exponent = args
+    if exponent.is_point:
+        return iv.power(base, exponent.lo)
+    return iv.power_interval(base, exponent)
+
+
+def power_curvature(cs: list[Curvature], ivs: list[Interval], attrs: Attrs) -> Curvature:
+    if cs[1] is dcp.CONSTANT and ivs[1].is_point:
+        return dcp.power(cs[0], ivs[1].lo, ivs[0])
+    return _unknown_curvature(cs, ivs, attrs)
+
+
+def power_domain(args: list[Interval], attrs: Attrs) -> dict[str, Domain]:
+    exponent = args[1]
+    if not exponent.is_point:  # 0^p is fine for p ≥ 0 (0^0 = 1); a negative base is not
+        return {"a": iv.DOMAIN_SQRT if exponent.is_nonneg() else iv.DOMAIN_LOG}
+    p = exponent.lo
+    integer = float(p).is_integer()
+    if integer and p >= 0:
+        return {}
+    if integer:
+        return {"a": iv.DOMAIN_NONZERO}
+    return {"a": iv.DOMAIN_FRACTIONAL_POWER if p > 0 else iv.DOMAIN_LOG}
+
+
+def power_steep(args: list[Interval]) -> bool:
+    """x^p with 0 < p < 1 has an infinite slope at 0 (W302)."""
+    exponent = args[1]
+    return exponent.is_point and 0 < exponent.lo < 1 and args[0].contains(0)
+
+
+# ---- elementwise ------------------------------------------------------------------------
+
+
+def clamp_image(args: list[Interval], attrs: Attrs) -> Interval:
+    bounds = dict(zip([n for n in attrs["present"] if n != "x"], args[1:], strict=True))
+    return iv.clamp(args[0], bounds.get("min"), bounds.get("max"))
+
+
+def clamp_curvature(cs: list[Curvature], ivs: list[Interval], attrs: Attrs) -> Curvature:
+    bounds = dict(zip([n for n in attrs["present"] if n != "x"], cs[1:], strict=True))
+    return dcp.clamp(cs[0], bounds.get("min"), bounds.get("max"))
+
+
+def s_curve(cs: list[Curvature], ivs: list[Interval], attrs: Attrs) -> Curvature:
+    return dcp.s_curve(cs[0], ivs[0])
+
+
+def xlogy_curvature(cs: list[Curvature], ivs: list[Interval], attrs: Attrs) -> Curvature:
+    return dcp.xlogy(cs[0], cs[1], ivs[0], ivs[1])
+
+
+def where_curvature(cs: list[Curvature], ivs: list[Interval], attrs: Attrs) -> Curvature:
+    return dcp.where(cs[0], cs[1], cs[2])
+
+
+def detached(cs: list[Curvature], ivs: list[Interval], attrs: Attrs) -> Curvature:
+    return dcp.CONSTANT
+
+
+# ---- reductions and distributions --------------------------------------------------------
+
+
+def max_count(attrs: Attrs) -> int | None:
+    """How many elements a reduction may see: unknown (None), or, when the analysis holds
+    the sizes fixed (`_sizes_fixed`), some finite number; its value does not matter."""
+    return FIXED_SIZE if attrs.get("_sizes_fixed") else None
+
+
+FIXED_SIZE = 1_000_000
+
+
+def sum_image(args: list[Interval], attrs: Attrs) -> Interval:
+    return iv.sum_of(args[0], min_count=0 if _masked(attrs) else 1, max_count=max_count(attrs))
+
+
+def mean_image(args: list[Interval], attrs: Attrs) -> Interval:
+    return iv.mean_of(args[0], may_be_empty=_masked(attrs))
+
+
+def max_image(args: list[Interval], attrs: Attrs) -> Interval:
+    return iv.max_of(args[0], may_be_empty=_masked(attrs))
+
+
+def min_image(args: list[Interval], attrs: Attrs) -> Interval:
+    return iv.min_of(args[0], may_be_empty=_masked(attrs))
+
+
+def logsumexp_image(args: list[Interval], attrs: Attrs) -> Interval:
+    return iv.logsumexp_of(
+        args[0], min_count=0 if _masked(attrs) else 1, max_count=max_count(attrs)
+    )
+
+
+def spread_image(root: bool) -> IntervalRule:
+    def rule(args: list[Interval], attrs: Attrs) -> Interval:
+        correction = int(attrs.get("correction", 0))
+        return (iv.std_of if root else iv.var_of)(args[0], correction)
+
+    return rule
+
+
+def count_image(args: list[Interval], attrs: Attrs) -> Interval:
+    return iv.count_of(max_count=max_count(attrs))
+
+
+def size_image(args: list[Interval], attrs: Attrs) -> Interval:
+    top = max_count(attrs)
+    return Interval(1, math.inf if top is None else top, True, top is not None)
+
+
+def entropy_image(args: list[Interval], attrs: Attrs) -> Interval:
+    return iv.entropy_of(args[0])
+
+
+def gather_image(args: list[Interval], attrs: Attrs) -> Interval:
+    return args[0]
+
+
+# ---- schedules --------------------------------------------------------------------------
+# `step` runs over [0, inf), so a schedule's progress u runs over [0, 1].
+
+
+def linear_image(args: list[Interval], attrs: Attrs) -> Interval:
+    return iv.lerp(args[0], args[1], iv.UNIT)
+
+
+def exponential_image(args: list[Interval], attrs: Attrs) -> Interval:
+    return iv.geometric(args[0], args[1], iv.UNIT)
+
+
+def piecewise_image(args: list[Interval], attrs: Attrs) -> Interval:
+    values = attrs["values"]
+    return Interval.closed(min(values), max(values))
+
+
+def constant_image(args: list[Interval], attrs: Attrs) -> Interval:
+    return args[0]
+
+
+def unit_image(args: list[Interval], attrs: Attrs) -> Interval:
+    return iv.UNIT
+
+
+S = Smoothness
+
+
+def _above(bound: float, closed: bool) -> Interval:
+    return Interval(bound, math.inf, closed and math.isfinite(bound), False)
+
+
+def _below(bound: float, closed: bool) -> Interval:
+    return Interval(-math.inf, bound, False, closed and math.isfinite(bound))
+
+
+def refine_greater(x: Interval, b: Interval, holds: bool) -> Interval:
+    return _above(b.lo, False) if holds else _below(b.hi, True)
+
+
+def refine_greater_equal(x: Interval, b: Interval, holds: bool) -> Interval:
+    return _above(b.lo, True) if holds else _below(b.hi, False)
+
+
+def refine_less(x: Interval, b: Interval, holds: bool) -> Interval:
+    return _below(b.hi, False) if holds else _above(b.lo, True)
+
+
+def refine_less_equal(x: Interval, b: Interval, holds: bool) -> Interval:
+    return _below(b.hi, True) if holds else _above(b.lo, False)

@@ -1,0 +1,219 @@
+"""What is known about every node of a spec, read off the op table's facts.
+
+For each node, bottom-up: its interval (sound: every value it can take over the declared
+ranges), a second interval where each value the optimizer does not move (non-`grad`
+inputs, params, detached values) is some fixed finite number (for W402 and gradient
+bounds), whether it depends on a `grad` input, its smoothness, curvature (DCP, with
+respect to the `grad` inputs), continuity, and whether its gradient stays bounded.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from functools import cached_property
+
+from lossdsl.analysis import curvature as dcp
+from lossdsl.analysis import intervals as iv
+from lossdsl.analysis.curvature import Curvature, Smoothness
+from lossdsl.analysis.intervals import Interval
+from lossdsl.ir import Node, SpecIR
+from lossdsl.ir.model import RangeSpec
+from lossdsl.ops import OPS
+from lossdsl.ops.facts import Facts
+
+FINITE = Interval(-math.inf, math.inf, False, False)  # finite, value unknown
+STEPS = Interval(0, math.inf, True, False)
+
+
+@dataclass(frozen=True)
+class NodeFacts:
+    interval: Interval  # sound over the declared ranges
+    fixed: Interval  # with everything the optimizer does not move held at a finite value
+    live: bool  # depends on a `grad` input (through something that passes gradient)
+    smooth: Smoothness
+    curvature: Curvature
+    continuous: bool
+    gradient_bounded: bool
+
+
+def declared(rng: RangeSpec | None, kind: str) -> Interval:
+    if kind == "bool":
+        return iv.UNIT
+    if rng is None:
+        return FINITE
+    lo = -math.inf if isinstance(rng.lo, str) and rng.lo.startswith("-") else rng.lo
+    hi = rng.hi
+    # A dim-name bound (`in [0, V)`) is some size ≥ 1: unknown, so unbounded.
+    lo = 0.0 if isinstance(lo, str) else float(lo)
+    hi = math.inf if isinstance(hi, str) else float(hi)
+    lo_closed = rng.lo_closed and not math.isinf(lo)
+    hi_closed = rng.hi_closed and not math.isinf(hi)
+    return Interval(lo, hi, lo_closed, hi_closed)
+
+
+def held_fixed(interval: Interval) -> Interval:
+    """Some finite value of the interval: infinite ends pulled in to finite ones, so that
+    "bounded for every fixed value" reads as "bounded" in interval arithmetic."""
+    if interval.is_empty:
+        return interval
+    lo = interval.lo if math.isfinite(interval.lo) else min(interval.hi, 0.0) - 1.0
+    if not math.isfinite(lo):
+        lo = -1.0
+    hi = interval.hi if math.isfinite(interval.hi) else max(lo, 0.0) + 1.0
+    return Interval(lo, hi, True, True)
+
+
+class Analysis:
+    """Facts about every node of one IR, computed once, in node order."""
+
+    def __init__(self, ir: SpecIR):
+        self.ir = ir
+        self.facts: list[NodeFacts] = []
+        self.param_by_node = {p.node: p for p in ir.params}
+        self.input_by_node = {i.node: i for i in ir.inputs}
+        for node in ir.nodes:
+            self.facts.append(self.of(node))
+
+    def __getitem__(self, node_id: int) -> NodeFacts:
+        return self.facts[node_id]
+
+    @cached_property
+    def users(self) -> dict[int, list[int]]:
+        found: dict[int, list[int]] = {}
+        for node in self.ir.nodes:
+            for arg in node.args:
+                found.setdefault(arg, []).append(node.id)
+        return found
+
+    def op_facts(self, node: Node) -> Facts | None:
+        op = OPS.get(node.op)
+        return op.facts if op is not None and isinstance(op.facts, Facts) else None
+
+    # ---- leaves -----------------------------------------------------------------------
+
+    def leaf(
+        self, interval: Interval, live: bool = False, fixed: Interval | None = None
+    ) -> NodeFacts:
+        return NodeFacts(
+            interval=interval,
+            fixed=fixed if fixed is not None else (interval if live else held_fixed(interval)),
+            live=live,
+            smooth=Smoothness.SMOOTH if live else Smoothness.CONSTANT,
+            curvature=dcp.AFFINE if live else dcp.CONSTANT,
+            continuous=True,
+            gradient_bounded=True,
+        )
+
+    def of(self, node: Node) -> NodeFacts:
+        if node.op == "const":
+            return self.leaf(Interval.point(float(node.attrs["value"])))
+        if node.op == "step":
+            return self.leaf(STEPS)
+        if node.op == "input":
+            spec = self.input_by_node[node.id]
+            return self.leaf(declared(spec.range, node.type.kind), live=spec.grad)
+        if node.op == "param":
+            spec = self.param_by_node[node.id]
+            if spec.range is not None:
+                return self.leaf(declared(spec.range, "float"))
+            if spec.default is None:  # a schedule: analysed over its values at every step
+                return self.leaf(self.facts[spec.default_node].interval)
+            return self.leaf(FINITE)
+        if node.op == "alias":
+            return self.facts[node.args[0]]
+        facts = self.op_facts(node)
+        if facts is None:
+            return self.leaf(iv.Interval.extended())
+        return self.apply(node, facts)
+
+    # ---- ops --------------------------------------------------------------------------
+
+    def apply(self, node: Node, facts: Facts) -> NodeFacts:
+        args = [self.facts[a] for a in node.args]
+        intervals = [a.interval for a in args]
+        fixed = [a.fixed for a in args]
+        interval = self.special_value(node, facts, intervals) or facts.interval(
+            intervals, node.attrs
+        )
+        live = any(a.live for a in args) and facts.smooth is not Smoothness.CONSTANT
+        if facts.smooth is Smoothness.CONSTANT:  # detach: a fixed value from here on
+            return self.leaf(interval, fixed=held_fixed(interval))
+        sizes_fixed = {**node.attrs, "_sizes_fixed": True}
+        fixed_interval = self.special_value(node, facts, fixed) or facts.interval(
+            fixed, sizes_fixed
+        )
+        smooth = self.smoothness(node, facts, args)
+        curvature = facts.curvature([a.curvature for a in args], intervals, node.attrs)
+        continuous = all(a.continuous for a in args) and (
+            facts.continuous or not any(a.live for a in args)
+        )
+        bounded = all(a.gradient_bounded for a in args if a.live) and self.partials_bounded(
+            node, facts, args
+        )
+        return NodeFacts(interval, fixed_interval, live, smooth, curvature, continuous, bounded)
+
+    def smoothness(self, node: Node, facts: Facts, args: list[NodeFacts]) -> Smoothness:
+        own = facts.smooth
+        if own is Smoothness.KINKED and facts.kinks and args:
+            own = dcp.smoothness_over(own, facts.kinks, args[0].interval)
+        return dcp.combine(own, [a.smooth for a in args])
+
+    def partials_bounded(self, node: Node, facts: Facts, args: list[NodeFacts]) -> bool:
+        """Whether the op's partial derivatives in its live arguments stay bounded: always
+        for Lipschitz ops; for a product when the other factor is bounded; otherwise when
+        every live argument ranges over a bounded set inside the op's domain."""
+        if not any(a.live for a in args) or facts.lipschitz:
+            return True
+        fixed = [a.fixed for a in args]
+        if node.op == "mul":
+            return all(fixed[1 - i].is_bounded() for i, a in enumerate(args) if a.live)
+        if any(not f.is_bounded() for f in fixed):
+            return False
+        domains = facts.domain(fixed, node.attrs)
+        names = self.arg_names(node)
+        closed = [Interval(f.lo, f.hi, True, True) for f in fixed]
+        inside = all(
+            not iv.admits_outside(closed[i], domains[n])
+            for i, n in enumerate(names)
+            if n in domains
+        )
+        steep = any(closed[0].contains(point) for point in facts.steep_at)
+        return inside and not steep
+
+    def arg_names(self, node: Node) -> list[str]:
+        op = OPS[node.op]
+        present = node.attrs.get("present")
+        return [a.name for a in op.tensor_args() if present is None or a.name in present]
+
+    def special_value(self, node: Node, facts: Facts, intervals: list[Interval]) -> Interval | None:
+        """What plain interval arithmetic cannot see: `x - detach(x)` is 0, and a `where`
+        on a comparison of its own branch."""
+        if facts.same_args is not None and len(node.args) == 2:
+            if self.value_of(node.args[0]) == self.value_of(node.args[1]):
+                return facts.same_args
+        return self.refined_where(node, intervals)
+
+    def value_of(self, node_id: int) -> int:
+        """The node whose value this one carries (through aliases and detach)."""
+        node = self.ir.node(node_id)
+        while node.op == "alias" or getattr(self.op_facts(node), "keeps_value", False):
+            node = self.ir.node(node.args[0])
+        return node.id
+
+    def refined_where(self, node: Node, intervals: list[Interval]) -> Interval | None:
+        """`where(x > c, x, b)`: where the condition holds, x is known to satisfy it."""
+        if node.op != "where":
+            return None
+        condition = self.ir.node(node.args[0])
+        refine = getattr(self.op_facts(condition), "refine", None)
+        if refine is None or len(condition.args) != 2:
+            return None
+        subject, bound = condition.args
+        branches = []
+        for branch, holds in ((node.args[1], True), (node.args[2], False)):
+            value = intervals[1] if holds else intervals[2]
+            if branch == subject:
+                value = iv.intersect(value, refine(value, self.facts[bound].interval, holds))
+            branches.append(value)
+        return iv.hull(*branches)

@@ -1,0 +1,172 @@
+"""Numerical hazards, W300–W304: what would produce NaN, inf, or lose precision at run time.
+
+Every test reads a fact of the op table (domain, overflow limit, steep points, precision
+sensitivity) against the intervals of the analysis.
+"""
+
+from __future__ import annotations
+
+from lossdsl.analysis import intervals as iv
+from lossdsl.diagnostics import Diagnostic, Span
+from lossdsl.ir import Node, SpecIR
+from lossdsl.ops import OPS
+from lossdsl.ops.facts import power_steep
+from lossdsl.passes.analysis import Analysis
+
+FLOAT32_MAX = 3.4028234663852886e38
+LOW_PRECISION = {"bf16", "f16"}
+
+
+def find_hazards(ir: SpecIR) -> tuple[SpecIR, list[Diagnostic]]:
+    facts = Analysis(ir)
+    found = _Hazards(ir, facts)
+    for node in ir.nodes:
+        found.check(node)
+    return ir, found.diagnostics
+
+
+class _Hazards:
+    def __init__(self, ir: SpecIR, facts: Analysis):
+        self.ir = ir
+        self.facts = facts
+        self.diagnostics: list[Diagnostic] = []
+        self.reported: set[tuple[str, Span]] = set()
+        self.low_precision = self.reaching_low_precision()
+
+    def report(self, code: str, message: str, node: Node, fix: str | None = None) -> None:
+        if (code, node.span) in self.reported:
+            return
+        self.reported.add((code, node.span))
+        notes = tuple(f"inlined from {via}" for via in node.via)
+        self.diagnostics.append(Diagnostic(code, message, node.span, fix, notes))
+
+    def text(self, node_id: int) -> str:
+        """The source text of a node, for fixes that quote the user's expression."""
+        span = self.ir.node(node_id).span
+        source = self.ir.sources.get(span.file)
+        if source is None:
+            return "x"
+        lines = source.split("\n")
+        if span.line == span.end_line and 1 <= span.line <= len(lines):
+            return lines[span.line - 1][span.col - 1 : span.end_col - 1]
+        return "x"
+
+    def check(self, node: Node) -> None:
+        op = OPS.get(node.op)
+        if op is None:
+            return
+        facts = op.facts
+        args = [self.facts[a] for a in node.args]
+        intervals = [a.interval for a in args]
+        names = self.facts.arg_names(node)
+        for name, allowed in facts.domain(intervals, node.attrs).items():
+            if name in names:
+                index = names.index(name)
+                if iv.admits_outside(intervals[index], allowed):
+                    self.outside_domain(node, node.args[index], intervals[index], facts.fix)
+        if facts.overflow_above is not None:
+            self.overflow(node, intervals, facts.overflow_above)
+        if args and args[0].live:
+            steep = any(intervals[0].contains(p) for p in facts.steep_at)
+            if steep or (node.op == "pow" and power_steep(intervals)):
+                self.report(
+                    "W302",
+                    f"{op.name}() has an infinite gradient at "
+                    f"{'0' if not facts.steep_at else facts.steep_at[0]:}, which its "
+                    f"argument can reach (it lies in {intervals[0]})",
+                    node,
+                    fix=f"keep the argument away from it, e.g. clamp({self.text(node.args[0])}, min=1e-12)",
+                )
+        if node.op == "where":
+            self.leaking_where(node)
+        if facts.precision_sensitive and node.id in self.low_precision:
+            source = self.low_precision[node.id]
+            self.report(
+                "W304",
+                f"{op.name}() reads input `{source}` declared "
+                f"{self.ir.input(source).dtype}: it is computed upcast to float32",
+                node,
+            )
+
+    def outside_domain(self, node: Node, arg: int, interval: iv.Interval, fix: str | None) -> None:
+        guard = self.guarding_where(node.id)
+        if guard is not None:
+            self.leak(guard)
+            return
+        what = "the denominator" if node.op == "div" else "its argument"
+        message = f"{node.op}() of a value outside its domain: {what} lies in {interval}"
+        if node.op == "div":
+            message = f"division by a value that can be 0: the denominator lies in {interval}"
+        elif node.op == "log" and interval.contains(0):
+            message = f"log of a value that can be 0: its argument lies in {interval}"
+        rendered = fix.replace("{x}", self.text(arg)) if fix else None
+        self.report("W300", message, node, fix=rendered)
+
+    def overflow(self, node: Node, intervals: list[iv.Interval], limit: float) -> None:
+        if node.op == "pow":
+            result = self.facts[node.id].interval
+            if result.hi > FLOAT32_MAX and all(i.is_finite() for i in intervals):
+                self.report(
+                    "W301",
+                    f"^ can overflow float32: the result reaches {result}",
+                    node,
+                    fix="bound the base or the exponent with clamp(…)",
+                )
+            return
+        if intervals and intervals[0].hi > limit:
+            self.report(
+                "W301",
+                f"{node.op}() can overflow float32: its argument lies in "
+                f"{intervals[0]}, above {limit:g}",
+                node,
+                fix=f"{node.op}(clamp({self.text(node.args[0])}, max=20))",
+            )
+
+    def guarding_where(self, node_id: int) -> Node | None:
+        """The `where` whose branch this node feeds, through elementwise ops, if any."""
+        frontier = [node_id]
+        seen = set()
+        while frontier:
+            current = frontier.pop()
+            for user in self.facts.users.get(current, []):
+                if user in seen:
+                    continue
+                seen.add(user)
+                user_node = self.ir.node(user)
+                if user_node.op == "where" and user_node.args[0] != current:
+                    return user_node
+                op = OPS.get(user_node.op)
+                if op is not None and op.group == "elementwise":
+                    frontier.append(user)
+        return None
+
+    def leaking_where(self, node: Node) -> None:
+        for branch in node.args[1:]:
+            facts = self.facts[branch]
+            if facts.live and not facts.interval.is_finite():
+                self.leak(node)
+
+    def leak(self, node: Node) -> None:
+        self.report(
+            "W303",
+            "a branch of where(c, a, b) can be non-finite where it is not "
+            "selected: its NaN gradient still flows into the `grad` inputs",
+            node,
+            fix="guard the argument too: where(c, f(where(c, x, safe)), other)",
+        )
+
+    def reaching_low_precision(self) -> dict[int, str]:
+        """Nodes whose value comes from an input declared bf16/f16, with that input."""
+        sources = {i.node: i.name for i in self.ir.inputs if i.dtype in LOW_PRECISION}
+        reached: dict[int, str] = {}
+        for node in self.ir.nodes:
+            for arg in node.args:
+                origin = sources.get(arg) or (reached.get(arg) if self.elementwise(arg) else None)
+                if origin is not None:
+                    reached[node.id] = origin
+                    break
+        return reached
+
+    def elementwise(self, node_id: int) -> bool:
+        op = OPS.get(self.ir.node(node_id).op)
+        return op is not None and op.group == "elementwise"

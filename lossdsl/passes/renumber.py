@@ -1,0 +1,39 @@
+"""Rebuilding the node table: the helper passes share when they drop or replace nodes."""
+
+from __future__ import annotations
+
+from lossdsl.ir import Node, SpecIR
+
+
+def renumbered(ir: SpecIR, nodes: list[Node], remap: dict[int, int]) -> SpecIR:
+    """`ir` over the new table `nodes`, every reference to node `i` now to `remap[i]`."""
+
+    def named(values: tuple) -> tuple:
+        return tuple(v.model_copy(update={"node": remap[v.node]}) for v in values)
+
+    return ir.model_copy(
+        update={
+            "nodes": tuple(nodes),
+            "inputs": named(ir.inputs),
+            "params": tuple(
+                p.model_copy(update={"node": remap[p.node], "default_node": remap[p.default_node]})
+                for p in ir.params
+            ),
+            "lets": named(ir.lets),
+            "terms": named(ir.terms),
+            "metrics": named(ir.metrics),
+            "weights": {t: remap[w] for t, w in ir.weights.items()},
+            "step_node": remap[ir.step_node],
+        }
+    )
+
+
+def roots(ir: SpecIR) -> set[int]:
+    """The nodes the spec refers to by name or role: everything else is reached through them."""
+    found = {ir.step_node, *ir.weights.values()}
+    found.update(i.node for i in ir.inputs)
+    for p in ir.params:
+        found.update((p.node, p.default_node))
+    for values in (ir.lets, ir.terms, ir.metrics):
+        found.update(v.node for v in values)
+    return found

@@ -1,0 +1,396 @@
+"""Stability rewrites: formulas that overflow or cancel, replaced by their stable forms.
+
+The rules are data (`REWRITES`, one page): a pattern over the SSA table, a replacement
+template and a name, which the I500 diagnostic reports. Patterns are built with the same
+binding as the language (`call("sum", exp(X), dim=D)`), so a rule reads like the spec
+text it matches. A capture (`X`, `D`) matches any node or attribute value; a capture
+used twice must see the same value twice; `ONE` matches the literal 1; `add` and `mul`
+match their operands in either order.
+
+The pass rewrites bottom-up over the node table to a fixed point. A rewritten node keeps
+its span, its name and its def-inlining trail; the nodes a match read stay for their
+other users (CSE merges duplicates later), and those left without users are dropped.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from lossdsl.diagnostics import Diagnostic
+from lossdsl.ir import Node, SpecIR
+from lossdsl.ir.types import DimError, DtypeError, Kind, ShapeError, TensorType, broadcast
+from lossdsl.ops import OPS
+from lossdsl.ops.op import MASK, REQUIRED, TENSOR
+from lossdsl.ops.table import BINARY_OPERATORS, UNARY_OPERATORS
+from lossdsl.passes.renumber import renumbered, roots
+
+# ---- patterns --------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Var:
+    """A capture: any node as an argument, any value as an attribute."""
+
+    name: str
+
+
+@dataclass(frozen=True)
+class Num:
+    """A number literal: a scalar `const` node of this value (int or float)."""
+
+    value: float
+
+
+@dataclass(frozen=True)
+class Call:
+    """`op` applied to sub-patterns, with every attribute of the node given (fixed or
+    captured): a node with an attribute the pattern does not mention does not match."""
+
+    op: str
+    args: tuple[Pattern, ...]
+    attrs: tuple[tuple[str, Any], ...] = ()
+    any_order: bool = False  # the two operands may come in either order
+
+
+Pattern = Var | Num | Call
+
+
+def call(op: str, *args: Pattern, **keywords: Any) -> Call:
+    """`op(args…, name=…)` bound as the builder binds a call: tensor arguments become
+    edges (their names recorded in `present`), the rest attributes with their defaults."""
+    spec = OPS[op]
+    bound = dict(zip((a.name for a in spec.args), args, strict=False)) | keywords
+    tensors, attrs = [], {}
+    for arg in spec.args:
+        value = bound.get(arg.name, arg.default)
+        if arg.kind in (TENSOR, MASK):
+            if arg.name in bound:
+                tensors.append(arg.name)
+            elif arg.default is not None:
+                raise ValueError(f"a pattern of {op}() must give `{arg.name}`")
+        elif value is REQUIRED:
+            raise ValueError(f"a pattern of {op}() must give `{arg.name}=`")
+        else:
+            attrs[arg.name] = value
+    attrs["present"] = tuple(tensors)
+    return Call(op, tuple(bound[t] for t in tensors), tuple(attrs.items()))
+
+
+def _call(op: str) -> Callable[..., Call]:
+    return lambda *args, **keywords: call(op, *args, **keywords)
+
+
+def add(a: Pattern, b: Pattern) -> Call:
+    return Call("add", (a, b), any_order=True)
+
+
+def mul(a: Pattern, b: Pattern) -> Call:
+    return Call("mul", (a, b), any_order=True)
+
+
+def sub(a: Pattern, b: Pattern) -> Call:
+    return Call("sub", (a, b))
+
+
+def div(a: Pattern, b: Pattern) -> Call:
+    return Call("div", (a, b))
+
+
+def neg(a: Pattern) -> Call:
+    return Call("neg", (a,))
+
+
+log, exp, log1p, expm1 = map(_call, ("log", "exp", "log1p", "expm1"))
+sigmoid, logsigmoid, softplus, xlogy = map(_call, ("sigmoid", "logsigmoid", "softplus", "xlogy"))
+softmax, log_softmax, sum_, logsumexp = map(_call, ("softmax", "log_softmax", "sum", "logsumexp"))
+
+X, Y, A, B, M = Var("x"), Var("y"), Var("a"), Var("b"), Var("m")
+D, K = Var("D"), Var("keepdim")  # attribute captures: the reduced dims, keepdim
+ONE = Num(1)
+
+Guard = Callable[[dict[str, Any], list[Node]], bool]
+
+
+def not_a_number(var: Var) -> Guard:
+    """`0.5 * log(v)` is a scale, not an x·log(y) that can meet 0·log(0)."""
+    return lambda bound, table: table[bound[var.name]].op != "const"
+
+
+def mask_within(x: Var, mask: Var) -> Guard:
+    """A `where=` mask that adds no dims to the reduced value."""
+
+    def check(bound: dict[str, Any], table: list[Node]) -> bool:
+        dims = table[bound[x.name]].type.dims
+        return broadcast(dims, table[bound[mask.name]].type.dims) == dims
+
+    return check
+
+
+@dataclass(frozen=True)
+class Rule:
+    name: str  # what I500 reports
+    match: Pattern
+    replace: Pattern
+    when: Guard | None = None
+
+
+# ---- the rules ---------------------------------------------------------------------
+# Tried in order at each node: the first that matches wins (softplus before log1p).
+
+REWRITES: list[Rule] = [
+    Rule("log-softmax", log(softmax(X, dim=D)), log_softmax(X, dim=D)),
+    Rule(
+        "logsumexp",
+        log(sum_(exp(X), dim=D, keepdim=K)),
+        logsumexp(X, dim=D, keepdim=K),
+    ),
+    Rule(
+        "logsumexp",
+        log(sum_(exp(X), where=M, dim=D, keepdim=K)),
+        logsumexp(X, where=M, dim=D, keepdim=K),
+        when=mask_within(X, M),
+    ),
+    Rule("softplus", log(add(ONE, exp(X))), softplus(X)),
+    Rule("softplus", log1p(exp(X)), softplus(X)),
+    Rule("log1p", log(add(ONE, X)), log1p(X)),
+    Rule("expm1", sub(exp(X), ONE), expm1(X)),
+    Rule("logsigmoid", log(sigmoid(X)), logsigmoid(X)),
+    Rule("log1m-sigmoid", log(sub(ONE, sigmoid(X))), logsigmoid(neg(X))),
+    Rule("xlogx", mul(X, log(X)), xlogy(X, X), when=not_a_number(X)),
+    Rule("xlogy", mul(X, log(Y)), xlogy(X, Y), when=not_a_number(X)),
+    Rule("exp-ratio", div(exp(A), exp(B)), exp(sub(A, B))),
+    Rule("log-exp", log(exp(X)), X),
+]
+
+# ---- the pass ----------------------------------------------------------------------
+
+_MAX_SWEEPS = 100  # every sweep that changes something removes a pattern; a guard only
+
+
+def rewrite_for_stability(ir: SpecIR) -> tuple[SpecIR, list[Diagnostic]]:
+    diagnostics: list[Diagnostic] = []
+    for _ in range(_MAX_SWEEPS):
+        ir, found = _sweep(ir)
+        if not found:
+            break
+        diagnostics += found
+    return ir, diagnostics
+
+
+def _sweep(ir: SpecIR) -> tuple[SpecIR, list[Diagnostic]]:
+    """One bottom-up pass over the table; each live node is tried against every rule."""
+    live = _reachable(ir.nodes, roots(ir))
+    table: list[Node] = []
+    remap: dict[int, int] = {}
+    carried: dict[int, int] = {}  # new id -> old id, for nodes kept as they were
+    found: list[Diagnostic] = []
+    for old in ir.nodes:
+        node = old.model_copy(update={"id": len(table), "args": tuple(remap[a] for a in old.args)})
+        applied = _apply_first(node, table) if old.id in live else None
+        if applied is None:
+            table.append(node)
+            carried[node.id] = old.id
+            remap[old.id] = node.id
+            continue
+        rule, new_nodes, root = applied
+        table += new_nodes
+        remap[old.id] = root
+        notes = tuple(f"in {call}" for call in reversed(node.via))  # inlined through defs
+        found.append(Diagnostic("I500", rule, node.span, notes=notes))
+    if not found:
+        return ir, []
+    # Drop what the rewrites left without users; nodes that were already unused stay.
+    now_live = _reachable(table, {remap[r] for r in roots(ir)})
+    unused_before = {new for new, old in carried.items() if old not in live}
+    keep = now_live | unused_before
+    for n in reversed(table):
+        if n.id in keep:
+            keep.update(n.args)
+    compact: dict[int, int] = {}
+    nodes: list[Node] = []
+    for n in table:
+        if n.id in keep:
+            compact[n.id] = len(nodes)
+            nodes.append(
+                n.model_copy(update={"id": len(nodes), "args": tuple(compact[a] for a in n.args)})
+            )
+    final = {o: compact[n] for o, n in remap.items() if n in compact}
+    return renumbered(ir, nodes, final), found
+
+
+def _reachable(nodes: tuple[Node, ...] | list[Node], start: set[int]) -> set[int]:
+    seen = set(start)
+    for n in reversed(nodes):
+        if n.id in seen:
+            seen.update(n.args)
+    return seen
+
+
+def _apply_first(node: Node, table: list[Node]) -> tuple[str, list[Node], int] | None:
+    """The first rule that matches `node` and rebuilds it with the same type: its message,
+    the new nodes (to append to `table`) and the id that now stands for `node`."""
+    for rule in REWRITES:
+        bound = _match_node(rule.match, node, table, {})
+        if bound is None or (rule.when is not None and not rule.when(bound, table)):
+            continue
+        built = _instantiate(rule.replace, bound, table, node)
+        if built is None:
+            continue
+        new_nodes, root = built
+        message = (
+            f"rewrote {_show(rule.match, bound)} as {_show(rule.replace, bound)} [{rule.name}]"
+        )
+        return message, new_nodes, root
+    return None
+
+
+# ---- matching ----------------------------------------------------------------------
+
+
+def _match(pattern: Pattern, node_id: int, table: list[Node], bound: dict) -> dict | None:
+    if isinstance(pattern, Var):
+        if pattern.name not in bound:
+            return {**bound, pattern.name: node_id}
+        return bound if _same(bound[pattern.name], node_id, table) else None
+    return _match_node(pattern, table[_unaliased(node_id, table)], table, bound)
+
+
+def _match_node(pattern: Pattern, node: Node, table: list[Node], bound: dict) -> dict | None:
+    if isinstance(pattern, Num):
+        literal = node.op == "const" and node.type.kind != "bool" and node.type.dims == ()
+        return bound if literal and node.attrs["value"] == pattern.value else None
+    if isinstance(pattern, Var):
+        raise ValueError("a rule must match an op at its root")
+    if node.op != pattern.op or len(node.args) != len(pattern.args):
+        return None
+    if set(node.attrs) != {key for key, _ in pattern.attrs}:
+        return None
+    for key, want in pattern.attrs:
+        if isinstance(want, Var):
+            if want.name in bound and bound[want.name] != node.attrs[key]:
+                return None
+            bound = {**bound, want.name: node.attrs[key]}
+        elif node.attrs[key] != want:
+            return None
+    orders = [node.args, node.args[::-1]] if pattern.any_order else [node.args]
+    for swapped, args in enumerate(orders):
+        result: dict | None = {**bound, _swapped(pattern): True} if swapped else bound
+        for sub_pattern, arg in zip(pattern.args, args, strict=True):
+            result = _match(sub_pattern, arg, table, result) if result is not None else None
+        if result is not None:
+            return result
+    return None
+
+
+def _swapped(pattern: Call) -> tuple[str, int]:
+    """The key that records, among the captures, that `pattern` matched its operands
+    in the other order (so the message shows them as written)."""
+    return ("swapped", id(pattern))
+
+
+def _unaliased(node_id: int, table: list[Node]) -> int:
+    while table[node_id].op == "alias":
+        node_id = table[node_id].args[0]
+    return node_id
+
+
+def _same(a: int, b: int, table: list[Node]) -> bool:
+    """The same value: the same node, or equal ops on the same values (before CSE)."""
+    a, b = _unaliased(a, table), _unaliased(b, table)
+    if a == b:
+        return True
+    x, y = table[a], table[b]
+    if x.op != y.op or x.op in ("input", "param", "step") or x.attrs != y.attrs:
+        return False
+    if x.type != y.type or len(x.args) != len(y.args):
+        return False
+    return all(_same(i, j, table) for i, j in zip(x.args, y.args, strict=True))
+
+
+# ---- building the replacement --------------------------------------------------------
+
+
+def _instantiate(
+    template: Pattern, bound: dict, table: list[Node], root: Node
+) -> tuple[list[Node], int] | None:
+    """New nodes for `template` (ids from len(table)) and the id of its value; None when
+    the result would not have the replaced node's type (or does not type at all)."""
+    new: list[Node] = []
+
+    def node_of(node_id: int) -> Node:
+        return table[node_id] if node_id < len(table) else new[node_id - len(table)]
+
+    def build(p: Pattern) -> int:
+        if isinstance(p, Var):
+            return bound[p.name]
+        if isinstance(p, Num):
+            kind: Kind = "int" if float(p.value).is_integer() else "float"
+            return emit("const", (), {"value": p.value}, TensorType(kind, (), weak=True))
+        args = tuple(build(a) for a in p.args)
+        attrs = {k: bound[v.name] if isinstance(v, Var) else v for k, v in p.attrs}
+        op, types = OPS[p.op], [node_of(a).type for a in args]
+        kind = op.dtype(types, {**attrs, "_op": op.name})
+        return emit(p.op, args, attrs, TensorType(kind, op.shape(types, attrs)))
+
+    def emit(op: str, args: tuple[int, ...], attrs: dict, type_: TensorType) -> int:
+        node_id = len(table) + len(new)
+        new.append(
+            Node(
+                id=node_id, op=op, args=args, attrs=attrs, type=type_, span=root.span, via=root.via
+            )
+        )
+        return node_id
+
+    try:
+        value = build(template)
+    except (ShapeError, DimError, DtypeError):
+        return None
+    if node_of(value).type != root.type:
+        return None
+    if value < len(table) and root.name is not None:  # an existing value, under a new name
+        value = emit("alias", (value,), {}, root.type)
+    if value >= len(table):  # the new node stands for the old one, under its name
+        new[-1] = new[-1].model_copy(update={"name": root.name})
+    return new, value
+
+
+# ---- messages ------------------------------------------------------------------------
+
+_SYMBOLS = {op: symbol for symbol, op in BINARY_OPERATORS.items()}
+_PREFIX = {op: symbol for symbol, op in UNARY_OPERATORS.items()}
+
+
+def _show(p: Pattern, bound: dict, nested: bool = False) -> str:
+    """A pattern as spec text, with the dims it bound: `log(softmax(x, dim=V))`."""
+    if isinstance(p, Var):
+        return p.name
+    if isinstance(p, Num):
+        return f"{p.value:g}"
+    if p.op in _SYMBOLS and len(p.args) == 2:
+        operands = p.args[::-1] if bound.get(_swapped(p)) else p.args
+        text = f" {_SYMBOLS[p.op]} ".join(_show(a, bound, nested=True) for a in operands)
+        return f"({text})" if nested else text
+    if p.op in _PREFIX:
+        return _PREFIX[p.op] + _show(p.args[0], bound, nested=True)
+    attrs = dict(p.attrs)
+    names = attrs.pop("present", ())
+    spec = {a.name: a for a in OPS[p.op].args}
+    parts = []
+    for name, arg in zip(names, p.args, strict=True):
+        shown = _show(arg, bound)
+        parts.append(shown if spec[name].required else f"{name}={shown}")
+    for name, value in attrs.items():
+        value = bound[value.name] if isinstance(value, Var) else value
+        if value != spec[name].default:
+            parts.append(f"{name}={_literal(value)}")
+    return f"{p.op}({', '.join(parts)})"
+
+
+def _literal(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, tuple):
+        return value[0] if len(value) == 1 else f"[{', '.join(map(str, value))}]"
+    return str(value)
