@@ -22,6 +22,7 @@ CurvatureRule = Callable[[list[Curvature], list[Interval], Attrs], Curvature]
 Domain = Interval | Sequence[Interval]
 DomainRule = Callable[[list[Interval], Attrs], dict[str, Domain]]
 FLOAT32_EXP_LIMIT = 88.0  # exp(88.7) is the largest float32
+FLOAT32_MAX = 3.4028234663852886e38
 
 
 def _everything(args: list[Interval], attrs: Attrs) -> Interval:
@@ -44,8 +45,8 @@ class Facts:
     smooth: Smoothness = Smoothness.SMOOTH  # of the op itself
     kinks: tuple[float, ...] = ()  # where a kinked op is not differentiable (in its 1st arg)
     lipschitz: bool = False  # gradient bounded whatever the size of the arguments
-    steep_at: tuple[float, ...] = ()  # W302: argument values with an infinite gradient
-    overflow_above: float | None = None  # W301: argument above this overflows float32
+    steep: Callable[[list[Interval]], bool] | None = None  # W302: an infinite slope in range
+    overflows: Callable[[list[Interval], Interval], bool] | None = None  # W301 (args, result)
     precision_sensitive: bool = False  # W304: worth upcasting from bf16/f16
     continuous: bool = True  # False for step functions (floor, comparisons, …)
     fix: str | None = None  # W300 fix; `{x}` is the offending argument's text
@@ -54,6 +55,7 @@ class Facts:
     refine: Callable[[Interval, Interval, bool], Interval] | None = None
     same_args: Interval | None = None  # the value when both arguments are one value (x - x)
     keeps_value: bool = False  # returns its argument's value unchanged (detach)
+    selects: bool = False  # picks between branches by a condition (where): NaN grads leak
 
 
 # ---- rule builders ---------------------------------------------------------------------
@@ -126,6 +128,19 @@ def power_steep(args: list[Interval]) -> bool:
     """x^p with 0 < p < 1 has an infinite slope at 0 (W302)."""
     exponent = args[1]
     return exponent.is_point and 0 < exponent.lo < 1 and args[0].contains(0)
+
+
+def steep_at_zero(args: list[Interval]) -> bool:
+    return args[0].contains(0)
+
+
+def exp_overflows(args: list[Interval], result: Interval) -> bool:
+    return args[0].hi > FLOAT32_EXP_LIMIT
+
+
+def power_overflows(args: list[Interval], result: Interval) -> bool:
+    """Finite base and exponent whose power passes float32's largest value."""
+    return result.hi > FLOAT32_MAX and all(a.is_finite() for a in args)
 
 
 # ---- elementwise ------------------------------------------------------------------------
@@ -209,7 +224,7 @@ def size_image(args: list[Interval], attrs: Attrs) -> Interval:
 
 
 def entropy_image(args: list[Interval], attrs: Attrs) -> Interval:
-    return iv.entropy_of(args[0])
+    return iv.entropy_of(args[0], max_count(attrs))
 
 
 def gather_image(args: list[Interval], attrs: Attrs) -> Interval:

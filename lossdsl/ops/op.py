@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from lossdsl.ir.types import Dim, Kind, TensorType
+from lossdsl.ops.facts import Facts
 
 REQUIRED = object()  # an argument the caller must give
 
@@ -50,7 +51,7 @@ class Op:
     scalar: Callable[..., float] | None = None
     # Facts for the stability analysis (interval rule, domain and poles, curvature,
     # monotonicity, differentiability, gradient bound) live here too, one record per op.
-    facts: dict[str, Any] = field(default_factory=dict)
+    facts: Facts = field(default_factory=Facts)
 
     def tensor_args(self) -> tuple[Arg, ...]:
         return tuple(a for a in self.args if a.kind in (TENSOR, MASK))

@@ -7,14 +7,12 @@ else names ops.
 
 from __future__ import annotations
 
-import math
 from dataclasses import replace
 
 from lossdsl.analysis import curvature as dcp
 from lossdsl.analysis import intervals as iv
 from lossdsl.ops import rules, scalar
 from lossdsl.ops.facts import (
-    FLOAT32_EXP_LIMIT,
     Facts,
     S,
     atom,
@@ -25,11 +23,13 @@ from lossdsl.ops.facts import (
     detached,
     domain,
     entropy_image,
+    exp_overflows,
     exponential_image,
     gather_image,
     image,
     linear_image,
     logsumexp_image,
+    max_count,
     max_image,
     mean_image,
     min_image,
@@ -37,6 +37,8 @@ from lossdsl.ops.facts import (
     power_curvature,
     power_domain,
     power_image,
+    power_overflows,
+    power_steep,
     product_curvature,
     quotient_curvature,
     refine_greater,
@@ -46,6 +48,7 @@ from lossdsl.ops.facts import (
     s_curve,
     size_image,
     spread_image,
+    steep_at_zero,
     sum_image,
     unit_image,
     where_curvature,
@@ -152,7 +155,8 @@ OP_LIST: list[Op] = [
             power_image,
             power_domain,
             power_curvature,
-            overflow_above=math.inf,
+            overflows=power_overflows,
+            steep=power_steep,
             fix="clamp({x}, min=1e-8) as the base",
         ),
     ),
@@ -184,7 +188,7 @@ OP_LIST: list[Op] = [
         Facts(
             image(iv.exp),
             curvature=atom(CONVEX, INC),
-            overflow_above=FLOAT32_EXP_LIMIT,
+            overflows=exp_overflows,
             precision_sensitive=True,
         ),
     ),
@@ -216,7 +220,7 @@ OP_LIST: list[Op] = [
         Facts(
             image(iv.expm1),
             curvature=atom(CONVEX, INC),
-            overflow_above=FLOAT32_EXP_LIMIT,
+            overflows=exp_overflows,
             precision_sensitive=True,
         ),
     ),
@@ -239,7 +243,7 @@ OP_LIST: list[Op] = [
             image(iv.sqrt),
             domain(x=iv.DOMAIN_SQRT),
             atom(CONCAVE, INC),
-            steep_at=(0.0,),
+            steep=steep_at_zero,
             fix="sqrt(clamp({x}, min=1e-12))",
         ),
     ),
@@ -372,7 +376,7 @@ OP_LIST: list[Op] = [
         rules.where_kind,
         "torch.where",
         "elementwise",
-        facts=Facts(image(iv.where), curvature=where_curvature, lipschitz=True),
+        facts=Facts(image(iv.where), curvature=where_curvature, lipschitz=True, selects=True),
     ),
     Op(
         "detach",
@@ -485,7 +489,9 @@ OP_LIST: list[Op] = [
         "torch.softmax",
         "distribution",
         facts=Facts(
-            lambda args, attrs: iv.softmax_of(args[0]), lipschitz=True, precision_sensitive=True
+            lambda args, attrs: iv.softmax_of(args[0], max_count(attrs)),
+            lipschitz=True,
+            precision_sensitive=True,
         ),
     ),
     Op(
@@ -496,7 +502,7 @@ OP_LIST: list[Op] = [
         "torch.log_softmax",
         "distribution",
         facts=Facts(
-            lambda args, attrs: iv.log_softmax_of(args[0]),
+            lambda args, attrs: iv.log_softmax_of(args[0], max_count(attrs)),
             curvature=atom(CONCAVE, dcp.NONMONOTONE),
             lipschitz=True,
             precision_sensitive=True,

@@ -53,14 +53,21 @@ def declared(rng: RangeSpec | None, kind: str) -> Interval:
 
 
 def held_fixed(interval: Interval) -> Interval:
-    """Some finite value of the interval: infinite ends pulled in to finite ones, so that
-    "bounded for every fixed value" reads as "bounded" in interval arithmetic."""
-    if interval.is_empty:
+    """A closed, finite stand-in for "some fixed value of this interval": infinite ends are
+    pulled in and open ends stepped inside, so that "bounded for every fixed value" reads
+    as "bounded" in interval arithmetic (for a value in (0, inf), log of it is finite)."""
+    if interval.is_empty or interval.is_point:
         return interval
-    lo = interval.lo if math.isfinite(interval.lo) else min(interval.hi, 0.0) - 1.0
+    lo, hi = interval.lo, interval.hi
     if not math.isfinite(lo):
-        lo = -1.0
-    hi = interval.hi if math.isfinite(interval.hi) else max(lo, 0.0) + 1.0
+        lo = (hi if math.isfinite(hi) else 1.0) - 2.0
+    if not math.isfinite(hi):
+        hi = lo + 2.0
+    margin = (hi - lo) / 4
+    if math.isfinite(interval.lo) and not interval.lo_closed:
+        lo += margin
+    if math.isfinite(interval.hi) and not interval.hi_closed:
+        hi -= margin
     return Interval(lo, hi, True, True)
 
 
@@ -88,7 +95,7 @@ class Analysis:
 
     def op_facts(self, node: Node) -> Facts | None:
         op = OPS.get(node.op)
-        return op.facts if op is not None and isinstance(op.facts, Facts) else None
+        return op.facts if op is not None else None
 
     # ---- leaves -----------------------------------------------------------------------
 
@@ -111,14 +118,14 @@ class Analysis:
         if node.op == "step":
             return self.leaf(STEPS)
         if node.op == "input":
-            spec = self.input_by_node[node.id]
-            return self.leaf(declared(spec.range, node.type.kind), live=spec.grad)
+            given = self.input_by_node[node.id]
+            return self.leaf(declared(given.range, node.type.kind), live=given.grad)
         if node.op == "param":
-            spec = self.param_by_node[node.id]
-            if spec.range is not None:
-                return self.leaf(declared(spec.range, "float"))
-            if spec.default is None:  # a schedule: analysed over its values at every step
-                return self.leaf(self.facts[spec.default_node].interval)
+            param = self.param_by_node[node.id]
+            if param.range is not None:
+                return self.leaf(declared(param.range, "float"))
+            if param.default is None:  # a schedule: analysed over its values at every step
+                return self.leaf(self.facts[param.default_node].interval)
             return self.leaf(FINITE)
         if node.op == "alias":
             return self.facts[node.args[0]]
@@ -178,7 +185,7 @@ class Analysis:
             for i, n in enumerate(names)
             if n in domains
         )
-        steep = any(closed[0].contains(point) for point in facts.steep_at)
+        steep = facts.steep is not None and facts.steep(closed)
         return inside and not steep
 
     def arg_names(self, node: Node) -> list[str]:
@@ -203,7 +210,7 @@ class Analysis:
 
     def refined_where(self, node: Node, intervals: list[Interval]) -> Interval | None:
         """`where(x > c, x, b)`: where the condition holds, x is known to satisfy it."""
-        if node.op != "where":
+        if not getattr(self.op_facts(node), "selects", False):
             return None
         condition = self.ir.node(node.args[0])
         refine = getattr(self.op_facts(condition), "refine", None)

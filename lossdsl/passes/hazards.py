@@ -10,10 +10,8 @@ from lossdsl.analysis import intervals as iv
 from lossdsl.diagnostics import Diagnostic, Span
 from lossdsl.ir import Node, SpecIR
 from lossdsl.ops import OPS
-from lossdsl.ops.facts import power_steep
 from lossdsl.passes.analysis import Analysis
 
-FLOAT32_MAX = 3.4028234663852886e38
 LOW_PRECISION = {"bf16", "f16"}
 
 
@@ -64,20 +62,18 @@ class _Hazards:
                 index = names.index(name)
                 if iv.admits_outside(intervals[index], allowed):
                     self.outside_domain(node, node.args[index], intervals[index], facts.fix)
-        if facts.overflow_above is not None:
-            self.overflow(node, intervals, facts.overflow_above)
-        if args and args[0].live:
-            steep = any(intervals[0].contains(p) for p in facts.steep_at)
-            if steep or (node.op == "pow" and power_steep(intervals)):
-                self.report(
-                    "W302",
-                    f"{op.name}() has an infinite gradient at "
-                    f"{'0' if not facts.steep_at else facts.steep_at[0]:}, which its "
-                    f"argument can reach (it lies in {intervals[0]})",
-                    node,
-                    fix=f"keep the argument away from it, e.g. clamp({self.text(node.args[0])}, min=1e-12)",
-                )
-        if node.op == "where":
+        result = self.facts[node.id].interval
+        if facts.overflows is not None and facts.overflows(intervals, result):
+            self.overflow(node, intervals, result)
+        if args and args[0].live and facts.steep is not None and facts.steep(intervals):
+            self.report(
+                "W302",
+                f"{op.name}() has an infinite gradient at 0, which its argument can reach "
+                f"(it lies in {intervals[0]})",
+                node,
+                fix=f"keep it away from 0, e.g. clamp({self.text(node.args[0])}, min=1e-12)",
+            )
+        if facts.selects:
             self.leaking_where(node)
         if facts.precision_sensitive and node.id in self.low_precision:
             source = self.low_precision[node.id]
@@ -102,24 +98,20 @@ class _Hazards:
         rendered = fix.replace("{x}", self.text(arg)) if fix else None
         self.report("W300", message, node, fix=rendered)
 
-    def overflow(self, node: Node, intervals: list[iv.Interval], limit: float) -> None:
-        if node.op == "pow":
-            result = self.facts[node.id].interval
-            if result.hi > FLOAT32_MAX and all(i.is_finite() for i in intervals):
-                self.report(
-                    "W301",
-                    f"^ can overflow float32: the result reaches {result}",
-                    node,
-                    fix="bound the base or the exponent with clamp(…)",
-                )
-            return
-        if intervals and intervals[0].hi > limit:
+    def overflow(self, node: Node, intervals: list[iv.Interval], result: iv.Interval) -> None:
+        if len(intervals) == 1:
             self.report(
                 "W301",
-                f"{node.op}() can overflow float32: its argument lies in "
-                f"{intervals[0]}, above {limit:g}",
+                f"{node.op}() can overflow float32: its argument lies in {intervals[0]}, above 88",
                 node,
                 fix=f"{node.op}(clamp({self.text(node.args[0])}, max=20))",
+            )
+        else:
+            self.report(
+                "W301",
+                f"the result can overflow float32: it reaches {result}",
+                node,
+                fix="bound the base or the exponent with clamp(…)",
             )
 
     def guarding_where(self, node_id: int) -> Node | None:
@@ -133,7 +125,8 @@ class _Hazards:
                     continue
                 seen.add(user)
                 user_node = self.ir.node(user)
-                if user_node.op == "where" and user_node.args[0] != current:
+                selects = OPS.get(user_node.op) is not None and OPS[user_node.op].facts.selects
+                if selects and user_node.args[0] != current:
                     return user_node
                 op = OPS.get(user_node.op)
                 if op is not None and op.group == "elementwise":

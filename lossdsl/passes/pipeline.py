@@ -13,6 +13,7 @@ from lossdsl.passes.cse import share_common_subexpressions
 from lossdsl.passes.hazards import find_hazards
 from lossdsl.passes.properties import prove_properties
 from lossdsl.passes.rewrites import rewrite_for_stability
+from lossdsl.passes.suppress import suppress
 
 Pass = Callable[[SpecIR], tuple[SpecIR, list[Diagnostic]]]
 
@@ -59,6 +60,7 @@ def check_text(
         for run_pass in PIPELINE:
             ir, found = run_pass(ir)
             diagnostics += found
+    diagnostics = suppress(diagnostics, loaded.sources)  # `# lossdsl: allow W300` comments
     return Checked(ir, _sorted(diagnostics), loaded.sources, file)
 
 

@@ -146,6 +146,8 @@ REWRITES: list[Rule] = [
         log(sum_(exp(X), dim=D, keepdim=K)),
         logsumexp(X, dim=D, keepdim=K),
     ),
+    # Exact with `where=` too: both give -inf on an empty selection. The mask may not add
+    # dims (the backend's logsumexp over all dims reduces the value's own dims only).
     Rule(
         "logsumexp",
         log(sum_(exp(X), where=M, dim=D, keepdim=K)),
