@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import Annotated
 
@@ -35,33 +36,113 @@ def _render(checked: Checked, color: bool) -> str:
     return "\n".join(lines)
 
 
+_COLUMNS = (
+    ("differentiable", "differentiable"),
+    ("continuous", "continuous"),
+    ("bounds", "bounds"),
+    ("convex", "convex"),
+    ("gradient_bounded", "gradient bounded"),
+)
+
+
+def _properties(checked: Checked) -> dict[str, dict[str, str]]:
+    return dict(checked.ir.properties) if checked.ok and checked.ir is not None else {}
+
+
+def _property_table(properties: dict[str, dict[str, str]]) -> str:
+    """Per term, what the analysis proved, as aligned plain text."""
+    rows = [["term", *(title for _, title in _COLUMNS)]]
+    rows += [
+        [term, *(facts.get(key, "") for key, _ in _COLUMNS)] for term, facts in properties.items()
+    ]
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    return "\n".join(
+        "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
+        for row in rows
+    )
+
+
+def _allowed(allow: list[str]) -> list[str]:
+    """The codes `--allow` names; a usage error (exit 2) for errors and unknown codes."""
+    from lossdsl.codes import CODES
+    from lossdsl.passes.suppress import parse_codes
+
+    codes = sorted(set().union(*(parse_codes(entry) for entry in allow)))
+    for entry in allow:
+        if not parse_codes(entry) and entry.strip(", "):
+            typer.echo(f"--allow takes codes such as W301, got {entry!r}", err=True)
+            raise typer.Exit(2)
+    for code in codes:
+        if code not in CODES:
+            typer.echo(f"--allow: no code {code}", err=True)
+            raise typer.Exit(2)
+        if code.startswith("E"):
+            typer.echo(f"--allow: {code} is an error and cannot be silenced", err=True)
+            raise typer.Exit(2)
+    return codes
+
+
+def _explain(code: str) -> None:
+    from lossdsl.codes import CODES, explain
+
+    text = explain(code)
+    if text is None:
+        typer.echo(f"no code {code!r}; the codes are: {', '.join(CODES)}", err=True)
+        raise typer.Exit(2)
+    typer.echo(text)
+    raise typer.Exit(0)
+
+
 @app.command()
 def check(
-    specs: Annotated[list[str], typer.Argument(help="paths or standard-library names")],
+    specs: Annotated[
+        list[str] | None, typer.Argument(help="paths or standard-library names")
+    ] = None,
     format: Annotated[str, typer.Option("--format", help="human or json")] = "human",
     strict: Annotated[bool, typer.Option(help="exit 1 when there are warnings")] = False,
+    allow: Annotated[
+        list[str] | None,
+        typer.Option("--allow", help="silence a W/I code everywhere (repeatable, W301,W304)"),
+    ] = None,
+    explain_code: Annotated[
+        str | None, typer.Option("--explain", help="print a code's documentation and exit")
+    ] = None,
 ) -> None:
-    """Check specs: syntax, names, shapes, dtypes and the objective."""
+    """Check specs: syntax, names, shapes, dtypes, hazards, and per-term properties."""
+    if explain_code is not None:
+        _explain(explain_code)
+    if not specs:
+        typer.echo("give one or more specs to check (or --explain CODE)", err=True)
+        raise typer.Exit(2)
     if format not in ("human", "json"):
         typer.echo(f"--format must be human or json, got {format!r}", err=True)
         raise typer.Exit(2)
+    from lossdsl.passes.suppress import suppress
+
+    silenced = _allowed(allow or [])
     reports = []
     every: list[Diagnostic] = []
     color = sys.stdout.isatty()
     for spec in specs:
         checked = check_reference(spec)
+        if silenced:
+            checked = replace(checked, diagnostics=suppress(checked.diagnostics, {}, silenced))
         every += checked.diagnostics
+        properties = _properties(checked)
         if format == "json":
             reports.append(
                 {
                     "file": checked.file if checked.ir or checked.sources else spec,
                     "diagnostics": [d.to_json() for d in checked.diagnostics],
+                    "properties": properties,
                 }
             )
             continue
         rendered = _render(checked, color)
         if rendered:
             typer.echo(rendered)
+        if properties:
+            typer.echo(_property_table(properties))
         errors = sum(d.severity == "error" for d in checked.diagnostics)
         warnings = sum(d.severity == "warning" for d in checked.diagnostics)
         status = "ok" if not errors else f"{errors} error{'s' * (errors != 1)}"

@@ -9,6 +9,7 @@ about each record's bad spec, so the documentation cannot drift from the checker
 from __future__ import annotations
 
 import sys
+import textwrap
 from dataclasses import dataclass
 
 from lossdsl.diagnostics import Diagnostic, Severity, severity_of
@@ -69,13 +70,15 @@ _RECORDS = (
         _spec(
             "loss e102",
             "input x : float[N] grad",
-            "def sq(a) = a * a",
+            "def sq(a) = square(a)",
             "def sq(a) = a ^ 2",
             "term t = mean(sq(x))",
         ),
         (4, 5),
         "Remove one of the definitions, or rename it.",
-        _spec("loss e102", "input x : float[N] grad", "def sq(a) = a * a", "term t = mean(sq(x))"),
+        _spec(
+            "loss e102", "input x : float[N] grad", "def sq(a) = square(a)", "term t = mean(sq(x))"
+        ),
     ),
     CodeDoc(
         "E103",
@@ -92,19 +95,15 @@ _RECORDS = (
         "unknown dim, or a dim with two sizes",
         "A dim name that no input declares (in `dim=`, a range such as `in [0, C)`, or "
         "`size(D)`), a misplaced `...`, or a dim bound to two different sizes.",
-        _spec(
-            "loss e104", "input x : float[B, T] grad", "term t = mean(sum(square(x), dim=Q))"
-        ),
+        _spec("loss e104", "input x : float[B, T] grad", "term t = mean(sum(square(x), dim=Q))"),
         (3, 34),
         "Use a dim that an input declares.",
-        _spec(
-            "loss e104", "input x : float[B, T] grad", "term t = mean(sum(square(x), dim=T))"
-        ),
+        _spec("loss e104", "input x : float[B, T] grad", "term t = mean(sum(square(x), dim=T))"),
     ),
     CodeDoc(
         "E105",
         "`use` target not found, or a cycle of `use`",
-        "`use NAME` names no spec of the standard library, `use \"path.loss\"` names no "
+        '`use NAME` names no spec of the standard library, `use "path.loss"` names no '
         "file (paths are relative to the spec that uses them), or specs use each other in "
         "a cycle. `lossdsl check NAME` with an unknown name is E105 as well.",
         _spec(
@@ -138,13 +137,8 @@ _RECORDS = (
             "term t = mean(power(x, 2))",
         ),
         (3, 36),
-        "Write the def without calling itself, here with `^`.",
-        _spec(
-            "loss e106",
-            "input x : float[N] grad",
-            "def power(v, n) = v ^ n",
-            "term t = mean(power(x, 2))",
-        ),
+        "Write it without recursion: with an op (`square`, `^`) or in closed form.",
+        _spec("loss e106", "input x : float[N] grad", "term t = mean(square(x))"),
     ),
     CodeDoc(
         "E200",
@@ -180,7 +174,7 @@ _RECORDS = (
             "input labels : float[B]",
             "term t = -mean(gather(log_softmax(logits, dim=V), labels, dim=V))",
         ),
-        (4, 52),
+        (4, 51),
         "Declare indices as `int` (with their range) and masks as `bool`.",
         _spec(
             "loss e201",
@@ -286,8 +280,7 @@ _RECORDS = (
         "gradient is not.",
         _spec("loss w302", "input x : float[N] grad in [0, inf)", "term t = mean(sqrt(x))"),
         (3, 15),
-        "Keep the argument away from the point: `sqrt(x + 1e-12)` or `sqrt(clamp(x, "
-        "min=1e-12))`.",
+        "Keep the argument away from the point: `sqrt(x + 1e-12)` or `sqrt(clamp(x, min=1e-12))`.",
         _spec(
             "loss w302",
             "input x : float[N] grad in [0, inf)",
@@ -463,7 +456,7 @@ def explain(code: str) -> str | None:
         [
             f"{doc.code} ({doc.severity}): {doc.title}",
             "",
-            doc.explanation,
+            textwrap.fill(doc.explanation, 88),
             "",
             f"A minimal spec that raises it ({BAD_FILE}):",
             "",
@@ -473,7 +466,7 @@ def explain(code: str) -> str | None:
             "",
             _indent(said),
             "",
-            f"Fix: {doc.fix}",
+            textwrap.fill(f"Fix: {doc.fix}", 88),
             "",
             _indent(doc.fixed),
         ]

@@ -93,3 +93,119 @@ def test_check_does_not_import_torch(write_spec):
         [sys.executable, "-c", program], capture_output=True, text=True, check=True
     )
     assert result.stdout.strip().endswith("False")
+
+
+# ---- properties, --explain, --allow, --strict --------------------------------------
+
+WARNS = (
+    "loss warns\n"
+    "input p : float[N] grad in [0, 1]\n"
+    "input x : float[N] grad in [0, 100]\n"
+    "term a = -mean(log(p))\n"
+    "term b = mean(exp(x))\n"
+)
+
+
+def test_check_prints_a_property_table_per_spec(write_spec):
+    result = runner.invoke(app, ["check", str(write_spec(CLEAN))])
+    lines = result.output.splitlines()
+    header = next(line for line in lines if line.startswith("term "))
+    assert [c.strip() for c in header.split("  ") if c.strip()] == [
+        "term",
+        "differentiable",
+        "continuous",
+        "bounds",
+        "convex",
+        "gradient bounded",
+    ]
+    row = lines[lines.index(header) + 1]
+    assert row.split() == ["t", "yes", "yes", "[0,", "inf)", "proven", "not", "proven"]
+    # aligned: each column starts where its header does
+    assert row.index("[0, inf)") == header.index("bounds")
+    assert row.index("proven") == header.index("convex")
+
+
+def test_check_prints_no_property_table_for_a_broken_spec(write_spec):
+    result = runner.invoke(app, ["check", str(write_spec(BROKEN))])
+    assert "differentiable" not in result.output
+
+
+def test_check_json_has_properties_per_file(write_spec):
+    clean, broken = write_spec(CLEAN, "a.loss"), write_spec(BROKEN, "b.loss")
+    result = runner.invoke(app, ["check", str(clean), str(broken), "--format", "json"])
+    reports = json.loads(result.output)
+    assert reports[0]["properties"] == {
+        "t": {
+            "differentiable": "yes",
+            "continuous": "yes",
+            "bounds": "[0, inf)",
+            "convex": "proven",
+            "gradient_bounded": "not proven",
+        }
+    }
+    assert reports[1]["properties"] == {}
+
+
+def test_explain_prints_a_codes_documentation():
+    result = runner.invoke(app, ["check", "--explain", "W300"])
+    assert result.exit_code == 0, result.output
+    assert result.output.startswith("W300 (warning): ")
+    assert "term t = -mean(log(p))" in result.output  # the bad spec
+    assert "bad.loss:3:16: W300 log of a value that can be 0" in result.output  # its message
+    assert "term t = -mean(log(clamp(p, min=1e-8)))" in result.output  # the fixed spec
+    assert runner.invoke(app, ["check", "--explain", "e200"]).exit_code == 0
+
+
+def test_explain_of_an_unknown_code_exits_two_listing_the_codes():
+    result = runner.invoke(app, ["check", "--explain", "W999"])
+    assert result.exit_code == 2
+    assert "W999" in result.output and "E100" in result.output and "I500" in result.output
+
+
+def test_check_without_specs_is_a_usage_error():
+    assert runner.invoke(app, ["check"]).exit_code == 2
+
+
+def test_strict_exits_one_on_warnings_and_allow_silences_them(write_spec):
+    path = str(write_spec(WARNS))
+    plain = runner.invoke(app, ["check", path])
+    assert plain.exit_code == 0
+    assert "W300" in plain.output and "W301" in plain.output
+    assert runner.invoke(app, ["check", path, "--strict"]).exit_code == 1
+    one = runner.invoke(app, ["check", path, "--strict", "--allow", "W301"])
+    assert one.exit_code == 1
+    assert "W300" in one.output and "W301" not in one.output
+    for allow in (["--allow", "W300", "--allow", "W301"], ["--allow", "W300,W301"]):
+        both = runner.invoke(app, ["check", path, "--strict", *allow])
+        assert both.exit_code == 0, both.output
+        assert "W30" not in both.output
+
+
+def test_allow_applies_to_json_too(write_spec):
+    result = runner.invoke(
+        app, ["check", str(write_spec(WARNS)), "--format", "json", "--allow", "W300"]
+    )
+    codes = [d["code"] for d in json.loads(result.output)[0]["diagnostics"]]
+    assert codes == ["W301"]
+
+
+def test_allow_comment_in_the_spec_and_strict(write_spec):
+    text = WARNS.replace("log(p))\n", "log(p))  # lossdsl: allow W300\n").replace(
+        "exp(x))\n", "exp(x))  # lossdsl: allow W301\n"
+    )
+    result = runner.invoke(app, ["check", str(write_spec(text)), "--strict"])
+    assert result.exit_code == 0, result.output
+
+
+def test_allow_refuses_errors_and_unknown_codes(write_spec):
+    path = str(write_spec(BROKEN))
+    refused = runner.invoke(app, ["check", path, "--allow", "E101"])
+    assert refused.exit_code == 2 and "cannot be silenced" in refused.output
+    assert runner.invoke(app, ["check", path, "--allow", "W999"]).exit_code == 2
+    assert runner.invoke(app, ["check", path, "--allow", "nonsense"]).exit_code == 2
+
+
+def test_errors_still_exit_two_with_allow(write_spec):
+    result = runner.invoke(app, ["check", str(write_spec(BROKEN)), "--allow", "W402"])
+    assert result.exit_code == 2
+    assert "E101" in result.output

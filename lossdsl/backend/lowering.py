@@ -118,8 +118,9 @@ class _Lowering:
         if node_id in self.values:
             return self.values[node_id]
         node = self.ir.node(node_id)
-        args = [self.lower(a) for a in node.args]
-        value = self.emit(node, args)
+        value = self.pattern(node, self.lower)
+        if value is None:
+            value = self.emit(node, [self.lower(a) for a in node.args])
         self.values[node_id] = self.name(value, node.name)
         return self.values[node_id]
 
@@ -128,10 +129,20 @@ class _Lowering:
         if node_id in self.values:
             return self.detach(node_id)
         node = self.ir.node(node_id)
-        args = [self.lower_metric(a) for a in node.args]
-        value = self.name(self.emit(node, args), node.name)
+        value = self.pattern(node, self.lower_metric)
+        if value is None:
+            value = self.emit(node, [self.lower_metric(a) for a in node.args])
+        value = self.name(value, node.name)
         self.detached[node_id] = value
         return value
+
+    def pattern(self, node: Node, sub: Callable[[int], Value]) -> Value | None:
+        """A fused form of `node` from backend/patterns.py, lowering operands through `sub`."""
+        for match in PATTERNS.get(node.op, ()):
+            value = match(self, node, sub)
+            if value is not None:
+                return value
+        return None
 
     def detach(self, node_id: int) -> Value:
         if node_id not in self.detached:
@@ -233,6 +244,8 @@ def _class_name(spec_name: str) -> str:
 
 Lowering = Callable[[_Lowering, Node, list[Value]], Value]
 LOWERINGS: dict[str, Lowering] = {}
+# IR op -> pattern lowerings tried before the op's own (backend/patterns.py registers them)
+PATTERNS: dict[str, list[Callable[[_Lowering, Node, Callable[[int], Value]], Value | None]]] = {}
 
 
 def lowering(name: str) -> Callable[[Lowering], Lowering]:
@@ -554,4 +567,5 @@ def lower(ir: SpecIR) -> fx.GraphModule:
 
 
 # Lowerings kept in their own modules register themselves on import.
+from lossdsl.backend import patterns as _patterns  # noqa: E402, F401
 from lossdsl.backend import robust as _robust  # noqa: E402, F401
