@@ -53,7 +53,8 @@ class Facts:
     # comparisons: the values of the left side for which the comparison holds (or not),
     # given the right side's interval; lets `where(x > 0, x, 1)` be known positive
     refine: Callable[[Interval, Interval, bool], Interval] | None = None
-    same_args: Interval | None = None  # the value when both arguments are one value (x - x)
+    # the image when both arguments are one value: x - x is 0, x·x is square(x)
+    same_args: Callable[[Interval], Interval] | None = None
     keeps_value: bool = False  # returns its argument's value unchanged (detach)
     selects: bool = False  # picks between branches by a condition (where): NaN grads leak
 
@@ -139,8 +140,9 @@ def exp_overflows(args: list[Interval], result: Interval) -> bool:
 
 
 def power_overflows(args: list[Interval], result: Interval) -> bool:
-    """Finite base and exponent whose power passes float32's largest value."""
-    return result.hi > FLOAT32_MAX and all(a.is_finite() for a in args)
+    """A bounded base raised past float32's largest value: the power itself overflows
+    (`x ^ 2` of an unbounded x is no more a hazard than square(x))."""
+    return result.hi > FLOAT32_MAX and args[0].is_bounded()
 
 
 # ---- elementwise ------------------------------------------------------------------------

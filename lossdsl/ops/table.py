@@ -134,9 +134,18 @@ OP_LIST: list[Op] = [
     _binary(
         "sub",
         "operator.sub",
-        Facts(image(iv.sub), curvature=atom(AFFINE, INC, DEC), lipschitz=True, same_args=iv.ZERO),
+        Facts(
+            image(iv.sub),
+            curvature=atom(AFFINE, INC, DEC),
+            lipschitz=True,
+            same_args=lambda x: iv.ZERO,
+        ),
     ),
-    _binary("mul", "operator.mul", Facts(image(iv.mul), curvature=product_curvature)),
+    _binary(
+        "mul",
+        "operator.mul",
+        Facts(image(iv.mul), curvature=product_curvature, same_args=iv.square),
+    ),
     _binary(
         "div",
         "operator.truediv",

@@ -198,7 +198,7 @@ class Analysis:
         on a comparison of its own branch."""
         if facts.same_args is not None and len(node.args) == 2:
             if self.value_of(node.args[0]) == self.value_of(node.args[1]):
-                return facts.same_args
+                return facts.same_args(intervals[0])
         return self.refined_where(node, intervals)
 
     def value_of(self, node_id: int) -> int:
