@@ -56,6 +56,9 @@ class Facts:
     # the image when both arguments are one value: x - x is 0, x·x is square(x)
     same_args: Callable[[Interval], Interval] | None = None
     keeps_value: bool = False  # returns its argument's value unchanged (detach)
+    # whether the partial derivatives in the live arguments stay bounded, given the
+    # arguments' fixed-value intervals (products and quotients; others use `lipschitz`)
+    partials: Callable[[list[Interval], list[bool]], bool] | None = None
     selects: bool = False  # picks between branches by a condition (where): NaN grads leak
 
 
@@ -283,3 +286,21 @@ def refine_less(x: Interval, b: Interval, holds: bool) -> Interval:
 
 def refine_less_equal(x: Interval, b: Interval, holds: bool) -> Interval:
     return _below(b.hi, True) if holds else _above(b.lo, False)
+
+
+def _away_from_zero(x: Interval) -> bool:
+    closed = Interval(x.lo, x.hi, True, True)
+    return not closed.contains(0)
+
+
+def product_partials(fixed: list[Interval], live: list[bool]) -> bool:
+    """d(ab)/da = b: bounded when the other factor is."""
+    return all(fixed[1 - i].is_bounded() for i in range(2) if live[i])
+
+
+def quotient_partials(fixed: list[Interval], live: list[bool]) -> bool:
+    """d(a/b)/da = 1/b, d(a/b)/db = -a/b²: bounded with b away from 0 (and a bounded)."""
+    numerator, denominator = fixed
+    if not _away_from_zero(denominator):
+        return False
+    return not live[1] or numerator.is_bounded()

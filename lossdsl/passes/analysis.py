@@ -173,8 +173,8 @@ class Analysis:
         if not any(a.live for a in args) or facts.lipschitz:
             return True
         fixed = [a.fixed for a in args]
-        if node.op == "mul":
-            return all(fixed[1 - i].is_bounded() for i, a in enumerate(args) if a.live)
+        if facts.partials is not None:
+            return facts.partials(fixed, [a.live for a in args])
         if any(not f.is_bounded() for f in fixed):
             return False
         domains = facts.domain(fixed, node.attrs)

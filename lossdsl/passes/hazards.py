@@ -61,7 +61,9 @@ class _Hazards:
             if name in names:
                 index = names.index(name)
                 if iv.admits_outside(intervals[index], allowed):
-                    self.outside_domain(node, node.args[index], intervals[index], facts.fix)
+                    self.outside_domain(
+                        node, node.args[index], name, intervals[index], allowed, facts.fix
+                    )
         result = self.facts[node.id].interval
         if facts.overflows is not None and facts.overflows(intervals, result):
             self.overflow(node, intervals, result)
@@ -84,18 +86,34 @@ class _Hazards:
                 node,
             )
 
-    def outside_domain(self, node: Node, arg: int, interval: iv.Interval, fix: str | None) -> None:
+    def outside_domain(
+        self,
+        node: Node,
+        arg: int,
+        name: str,
+        interval: iv.Interval,
+        allowed: object,
+        fix: str | None,
+    ) -> None:
         guard = self.guarding_where(node.id)
         if guard is not None:
             self.leak(guard)
             return
-        what = "the denominator" if node.op == "div" else "its argument"
-        message = f"{node.op}() of a value outside its domain: {what} lies in {interval}"
         if node.op == "div":
             message = f"division by a value that can be 0: the denominator lies in {interval}"
-        elif node.op == "log" and interval.contains(0):
-            message = f"log of a value that can be 0: its argument lies in {interval}"
-        rendered = fix.replace("{x}", self.text(arg)) if fix else None
+        elif interval.contains(0) and node.op in ("log", "xlogy"):
+            message = f"log of a value that can be 0: `{self.text(arg)}` lies in {interval}"
+        else:
+            domain = " or ".join(map(str, allowed)) if isinstance(allowed, tuple) else allowed
+            message = (
+                f"{node.op}() needs its argument `{name}` in {domain}, but it lies in {interval}"
+            )
+        rendered = None
+        if fix:
+            texts = [self.text(a) for a in node.args]
+            rendered = fix.replace("{x}", self.text(arg))
+            for index, text in enumerate(texts):
+                rendered = rendered.replace("{" + str(index) + "}", text)
         self.report("W300", message, node, fix=rendered)
 
     def overflow(self, node: Node, intervals: list[iv.Interval], result: iv.Interval) -> None:
