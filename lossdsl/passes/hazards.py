@@ -96,8 +96,9 @@ class _Hazards:
         fix: str | None,
     ) -> None:
         guard = self.guarding_where(node.id)
-        if guard is not None:
-            self.leak(guard)
+        if guard is not None:  # the where masks the value; only a gradient can leak
+            if self.facts[node.id].live:
+                self.leak(guard)
             return
         if node.op == "div":
             message = f"division by a value that can be 0: the denominator lies in {interval}"

@@ -104,6 +104,7 @@ def neg(a: Pattern) -> Call:
 
 log, exp, log1p, expm1 = map(_call, ("log", "exp", "log1p", "expm1"))
 sigmoid, logsigmoid, softplus, xlogy = map(_call, ("sigmoid", "logsigmoid", "softplus", "xlogy"))
+xlogx = _call("xlogx")
 softmax, log_softmax, sum_, logsumexp = map(_call, ("softmax", "log_softmax", "sum", "logsumexp"))
 
 X, Y, A, B, M = Var("x"), Var("y"), Var("a"), Var("b"), Var("m")
@@ -160,7 +161,7 @@ REWRITES: list[Rule] = [
     Rule("expm1", sub(exp(X), ONE), expm1(X)),
     Rule("logsigmoid", log(sigmoid(X)), logsigmoid(X)),
     Rule("log1m-sigmoid", log(sub(ONE, sigmoid(X))), logsigmoid(neg(X))),
-    Rule("xlogx", mul(X, log(X)), xlogy(X, X), when=not_a_number(X)),
+    Rule("xlogx", mul(X, log(X)), xlogx(X), when=not_a_number(X)),
     Rule("xlogy", mul(X, log(Y)), xlogy(X, Y), when=not_a_number(X)),
     Rule("exp-ratio", div(exp(A), exp(B)), exp(sub(A, B))),
     Rule("log-exp", log(exp(X)), X),
