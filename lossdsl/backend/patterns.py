@@ -124,7 +124,7 @@ def _picked_log_probability(low: _Lowering, node: Node, sub: Sub) -> Value | Non
 
 
 def huber_without_where(low: _Lowering, r: Value, delta: Value) -> Value:
-    """0.5·r² for |r| < delta, delta·(|r| - delta/2) beyond, as m·(|r| - m/2), m = min(|r|, delta)."""
+    """Huber as m·(|r| - m/2) with m = min(|r|, delta): no branch on |r| < delta."""
     size = torch.abs(low.tensor(r))
     inner = torch.minimum(size, delta) if isinstance(delta, fx.Proxy) else size.clamp(max=delta)
     return inner * (size - 0.5 * inner)

@@ -143,7 +143,7 @@ class LossRuntime:
             if floats is not None:
                 vector = self._param_tensor(floats)
         if vector.device != device:
-            vector = vector.to(device)
+            vector = self._moved_params(vector, device)
         args = [*tensors, step_tensor]
         if self.SPEC["params"]:
             args.append(vector)
@@ -151,7 +151,20 @@ class LossRuntime:
             args = self._mark_dynamic(args)
         return self._pack(self._graph(*args))
 
+    def _moved_params(self, vector: torch.Tensor, device: torch.device) -> torch.Tensor:
+        """The params vector on the inputs' device, copied once per vector and device (not on
+        every call) when the module was left on another device than its inputs."""
+        cached = self.__dict__.get("_params_moved")
+        if cached is not None and cached[0] is vector and cached[1] == device:
+            return cached[2]
+        moved = vector.to(device)
+        if vector is self.param_values:  # a per-call `params=` vector is not kept
+            self.__dict__["_params_moved"] = (vector, device, moved)
+        return moved
+
     def _step(self, step: Any, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+        """`step` as a 0-d tensor; a number's tensor is kept while the number, dtype and device
+        stay the same, so a call with a fixed step creates (and on a GPU copies) nothing."""
         if isinstance(step, torch.Tensor):
             if step.numel() != 1:
                 raise InputError(
@@ -160,7 +173,13 @@ class LossRuntime:
             return step.detach().reshape(()).to(device=device, dtype=dtype)
         if isinstance(step, bool) or not isinstance(step, int | float):
             raise InputError(f"`step` must be a number or a 0-d tensor, got {step!r}")
-        return torch.tensor(step, dtype=dtype, device=device)
+        key = (step, dtype, device)
+        cached = self.__dict__.get("_step_tensor")
+        if cached is not None and cached[0] == key:
+            return cached[1]
+        tensor = torch.tensor(step, dtype=dtype, device=device)
+        self.__dict__["_step_tensor"] = (key, tensor)
+        return tensor
 
     def _pack(self, outputs: tuple[torch.Tensor, ...]) -> LossOutput:
         terms, metrics = self.SPEC["terms"], self.SPEC["metrics"]
