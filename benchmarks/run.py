@@ -17,6 +17,7 @@ import shutil
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -302,6 +303,10 @@ def time_front_end(settings: Settings) -> dict:
         result["stdlib_check"] = unavailable(error)
 
     repeats = 3 if settings.quick else 5
+    try:
+        result["cached_load"] = time_cached_load(repeats)
+    except Exception as error:  # lossdsl or its cache not available
+        result["cached_load"] = unavailable(error)
     import_torch = [sys.executable, "-c", "import torch"]
     cli = shutil.which("lossdsl", path=str(Path(sys.executable).parent)) or shutil.which("lossdsl")
     if cli is None:
@@ -315,6 +320,41 @@ def time_front_end(settings: Settings) -> dict:
         return result
     result["import_torch_s"] = median_seconds([import_torch], repeats)[0]
     return result
+
+
+CACHED_LOAD = """
+import sys, time, torch
+start = time.perf_counter()
+import lossdsl
+lossdsl.load("ppo")
+print(time.perf_counter() - start, "lark" in sys.modules)
+"""
+
+
+def time_cached_load(repeats: int) -> dict:
+    """`lossdsl.load("ppo")` in fresh processes sharing one new IR cache: the first builds
+    the IR (parse, check, passes); the later ones read it back (no lark imported)."""
+    with tempfile.TemporaryDirectory() as cache:
+        env = {**os.environ, "LOSSDSL_CACHE_DIR": cache, "LOSSDSL_CACHE": "1"}
+
+        def once() -> tuple[float, bool]:
+            out = subprocess.run(
+                [sys.executable, "-c", CACHED_LOAD],
+                capture_output=True,
+                text=True,
+                env=env,
+                check=True,
+            ).stdout.split()
+            return float(out[0]), out[1] == "True"
+
+        cold, cold_parsed = once()
+        warm = [once() for _ in range(repeats)]
+    return {
+        "load_cold_s": cold,
+        "load_warm_s": statistics.median(t for t, _ in warm),
+        "cold_parsed": cold_parsed,
+        "warm_parsed": any(parsed for _, parsed in warm),
+    }
 
 
 # ---------------------------------------------------------------- report
@@ -372,6 +412,15 @@ def print_front_end(result: dict) -> None:
         )
     else:
         print(f"lossdsl check huber: {result['cli_check_huber']}")
+    cached = result.get("cached_load")
+    if isinstance(cached, dict):
+        print(
+            f"lossdsl.load('ppo') in a fresh process: first {cached['load_cold_s'] * 1e3:.0f} ms "
+            f"(parsed: {cached['cold_parsed']}), from the IR cache "
+            f"{cached['load_warm_s'] * 1e3:.0f} ms (parsed: {cached['warm_parsed']})"
+        )
+    elif cached is not None:
+        print(f"lossdsl.load from the IR cache: {cached}")
 
 
 def machine() -> dict:
