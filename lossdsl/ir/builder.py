@@ -18,6 +18,7 @@ from lossdsl.ops import (
     BINARY_OPERATORS,
     CALLABLE_NAMES,
     ELEMENTWISE_FORM,
+    OPERATOR_ONLY,
     OPS,
     RESERVED,
     UNARY_OPERATORS,
@@ -619,23 +620,7 @@ class _Builder:
         if e.func in ELEMENTWISE_FORM and len(e.args) == 2 and not e.kwargs:
             op_name = ELEMENTWISE_FORM[e.func]
         op = OPS.get(op_name)
-        if op is None or op_name in (
-            "add",
-            "sub",
-            "mul",
-            "div",
-            "pow",
-            "neg",
-            "not",
-            "and",
-            "or",
-            "lt",
-            "le",
-            "gt",
-            "ge",
-            "eq",
-            "ne",
-        ):
+        if op is None or op_name in OPERATOR_ONLY:
             self.unknown_name(e.func, e.func_span, scope, callable_=True)
             raise _Failed
         bound = self.bind_arguments(op, e, scope)

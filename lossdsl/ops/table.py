@@ -630,26 +630,10 @@ UNARY_OPERATORS = {"-": "neg", "not": "not"}
 # `min(a, b)` is elementwise, `min(x, dim=…)` reduces.
 ELEMENTWISE_FORM = {"min": "minimum", "max": "maximum"}
 
-# Ops that only exist as operators, or that the builder handles itself.
-NOT_CALLABLE = {
-    "add",
-    "sub",
-    "mul",
-    "div",
-    "pow",
-    "neg",
-    "lt",
-    "le",
-    "gt",
-    "ge",
-    "eq",
-    "ne",
-    "and",
-    "or",
-    "not",
-    "minimum",
-    "maximum",
-}
+# Ops that exist only as operators (`a + b`, `not c`), never as calls.
+OPERATOR_ONLY = set(BINARY_OPERATORS.values()) | set(UNARY_OPERATORS.values())
+# ... and those the builder reaches only through `min`/`max` with two arguments.
+NOT_CALLABLE = OPERATOR_ONLY | set(ELEMENTWISE_FORM.values())
 
 # Names reserved for later versions (LANGUAGE.md "Coming later").
 RESERVED = {
