@@ -49,7 +49,10 @@ class Facts:
     overflows: Callable[[list[Interval], Interval], bool] | None = None  # W301 (args, result)
     precision_sensitive: bool = False  # W304: worth upcasting from bf16/f16
     continuous: bool = True  # False for step functions (floor, comparisons, …)
-    fix: str | None = None  # W300 fix; `{x}` is the offending argument's text
+    fix: str | None = None  # W300 fix; `{x}` is the offending argument's text, `{0}`… all
+    pole_message: str | None = None  # W300 wording when the argument can be exactly 0
+    overflow_message: str | None = None  # W301 wording ({op}, {interval}, {result})
+    overflow_fix: str | None = None
     # comparisons: the values of the left side for which the comparison holds (or not),
     # given the right side's interval; lets `where(x > 0, x, 1)` be known positive
     refine: Callable[[Interval, Interval, bool], Interval] | None = None

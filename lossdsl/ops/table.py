@@ -125,6 +125,9 @@ def _robust(name: str, param: str, image_rule, curvature, doc: str) -> Op:
 
 _SPAN = (Arg("steps"), Arg("begin", TENSOR, 0))
 LOG_FIX = "log(clamp({x}, min=1e-8))"
+LOG_OF_ZERO = "log of a value that can be 0: `{x}` lies in {interval}"
+EXP_OVERFLOW = "{op}() can overflow float32: its argument lies in {interval}, above 88"
+EXP_FIX = "{op}(clamp({x}, max=20))"
 
 OP_LIST: list[Op] = [
     # arithmetic and logic (the operators of the language)
@@ -162,6 +165,7 @@ OP_LIST: list[Op] = [
             quotient_curvature,
             partials=quotient_partials,
             fix="{x} clamped away from 0, e.g. max({x}, 1e-8)",
+            pole_message="division by a value that can be 0: the denominator lies in {interval}",
         ),
         dtype=rules.floating,
     ),
@@ -175,6 +179,8 @@ OP_LIST: list[Op] = [
             overflows=power_overflows,
             steep=power_steep,
             fix="clamp({x}, min=1e-8) as the base",
+            overflow_message="{op}() can overflow float32: the result reaches {result}",
+            overflow_fix="bound the base or the exponent with clamp(…)",
         ),
     ),
     _unary(
@@ -206,6 +212,8 @@ OP_LIST: list[Op] = [
             image(iv.exp),
             curvature=atom(CONVEX, INC),
             overflows=exp_overflows,
+            overflow_message=EXP_OVERFLOW,
+            overflow_fix=EXP_FIX,
             precision_sensitive=True,
         ),
     ),
@@ -218,6 +226,7 @@ OP_LIST: list[Op] = [
             atom(CONCAVE, INC),
             precision_sensitive=True,
             fix=LOG_FIX,
+            pole_message=LOG_OF_ZERO,
         ),
     ),
     _unary(
@@ -238,6 +247,8 @@ OP_LIST: list[Op] = [
             image(iv.expm1),
             curvature=atom(CONVEX, INC),
             overflows=exp_overflows,
+            overflow_message=EXP_OVERFLOW,
+            overflow_fix=EXP_FIX,
             precision_sensitive=True,
         ),
     ),
@@ -330,6 +341,7 @@ OP_LIST: list[Op] = [
             xlogy_curvature,
             precision_sensitive=True,
             fix="xlogy({0}, clamp({1}, min=1e-8))",
+            pole_message=LOG_OF_ZERO,
         ),
         dtype=rules.floating,
         arg_names=("x", "y"),

@@ -6,6 +6,8 @@ sensitivity) against the intervals of the analysis.
 
 from __future__ import annotations
 
+import re
+
 from lossdsl.analysis import intervals as iv
 from lossdsl.diagnostics import Diagnostic, Span
 from lossdsl.ir import Node, SpecIR
@@ -100,38 +102,32 @@ class _Hazards:
             if self.facts[node.id].live:
                 self.leak(guard)
             return
-        if node.op == "div":
-            message = f"division by a value that can be 0: the denominator lies in {interval}"
-        elif interval.contains(0) and node.op in ("log", "xlogy"):
-            message = f"log of a value that can be 0: `{self.text(arg)}` lies in {interval}"
-        else:
+        facts = OPS[node.op].facts
+        phrase = facts.pole_message if interval.contains(0) else None
+        if phrase is None:
             domain = " or ".join(map(str, allowed)) if isinstance(allowed, tuple) else allowed
-            message = (
-                f"{node.op}() needs its argument `{name}` in {domain}, but it lies in {interval}"
-            )
-        rendered = None
-        if fix:
-            texts = [self.text(a) for a in node.args]
-            rendered = fix.replace("{x}", self.text(arg))
-            for index, text in enumerate(texts):
-                rendered = rendered.replace("{" + str(index) + "}", text)
-        self.report("W300", message, node, fix=rendered)
+            phrase = "{op}() needs its argument `{name}` in {domain}, but it lies in {interval}"
+        else:
+            domain = ""
+        message = self.fill(phrase, node, arg, name=name, domain=domain, interval=interval)
+        self.report("W300", message, node, fix=self.fill(fix, node, arg) if fix else None)
+
+    def fill(self, template: str, node: Node, arg: int, **values: object) -> str:
+        """A message or fix template: `{x}` is the offending argument's text, `{0}`, `{1}`
+        the arguments' texts, other names as given."""
+        known = {str(i): self.text(a) for i, a in enumerate(node.args)}
+        known.update(x=self.text(arg), op=node.op, **{k: str(v) for k, v in values.items()})
+        return re.sub(r"\{(\w+)\}", lambda m: known.get(m.group(1), m.group(0)), template)
 
     def overflow(self, node: Node, intervals: list[iv.Interval], result: iv.Interval) -> None:
-        if len(intervals) == 1:
-            self.report(
-                "W301",
-                f"{node.op}() can overflow float32: its argument lies in {intervals[0]}, above 88",
-                node,
-                fix=f"{node.op}(clamp({self.text(node.args[0])}, max=20))",
-            )
-        else:
-            self.report(
-                "W301",
-                f"the result can overflow float32: it reaches {result}",
-                node,
-                fix="bound the base or the exponent with clamp(…)",
-            )
+        facts = OPS[node.op].facts
+        message = facts.overflow_message or "{op}() can overflow float32: it reaches {result}"
+        self.report(
+            "W301",
+            self.fill(message, node, node.args[0], result=result, interval=intervals[0]),
+            node,
+            fix=self.fill(facts.overflow_fix, node, node.args[0]) if facts.overflow_fix else None,
+        )
 
     def guarding_where(self, node_id: int) -> Node | None:
         """The `where` whose branch this node feeds, through elementwise ops, if any."""

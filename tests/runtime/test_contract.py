@@ -140,9 +140,10 @@ def test_float32_inputs_compute_in_float32_and_float64_wins(ppo):
     assert ppo(**mixed).loss.dtype == torch.float64
 
 
-def test_bf16_inputs_are_upcast_to_float32(ppo):
+@pytest.mark.parametrize("low", [torch.bfloat16, torch.float16])
+def test_low_precision_inputs_are_upcast_to_float32(ppo, low):
     x = {
-        k: (v.detach().to(torch.bfloat16) if v.is_floating_point() else v)
+        k: (v.detach().to(low) if v.is_floating_point() else v)
         for k, v in inputs(torch.float32).items()
     }
     out = ppo(**x)
