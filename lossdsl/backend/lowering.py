@@ -32,6 +32,7 @@ class _Lowering:
         self.detached: dict[int, Value] = {}
         self.input_proxies: dict[str, fx.Proxy] = {}
         self.shared: dict[Any, Value] = {}
+        self.param_given: dict[int, Value] = {}  # param node -> the value the caller set
 
     # ---- plumbing -------------------------------------------------------------------
 
@@ -81,8 +82,6 @@ class _Lowering:
         self.graph.lint()
         module = fx.GraphModule(torch.nn.Module(), self.graph, class_name=_class_name(ir.name))
         return module
-
-    param_given: dict[int, Value]
 
     def outputs(self) -> list[Value]:
         ir = self.ir
@@ -561,9 +560,7 @@ def _piecewise(low: _Lowering, node: Node, args: list[Value]) -> Value:
 
 def lower(ir: SpecIR) -> fx.GraphModule:
     """The fx graph of a checked spec."""
-    lowering_ = _Lowering(ir)
-    lowering_.param_given = {}
-    return lowering_.run()
+    return _Lowering(ir).run()
 
 
 # Lowerings kept in their own modules register themselves on import.
