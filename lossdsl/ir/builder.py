@@ -665,50 +665,25 @@ class _Builder:
 
     def bind_arguments(self, op: Op, e: ast.Call, scope: _Scope) -> dict[str, ast.Expr]:
         names = [a.name for a in op.args]
-        bound: dict[str, ast.Expr] = {}
+
+        def wrong(message: str, span: Span) -> _Failed:
+            self.error("E103", f"{op.name}() {message}", span, fix=op.signature(), scope=scope)
+            return _Failed()
+
         if len(e.args) > len(names):
-            self.error(
-                "E103",
-                f"{op.name}() takes at most {len(names)} arguments, got {len(e.args)}",
-                e.span,
-                fix=op.signature(),
-                scope=scope,
-            )
-            raise _Failed
-        for name, value in zip(names, e.args, strict=False):
-            bound[name] = value
+            raise wrong(f"takes at most {len(names)} arguments, got {len(e.args)}", e.span)
+        bound: dict[str, ast.Expr] = dict(zip(names, e.args, strict=False))
         for kw in e.kwargs:
             if kw.name not in names:
                 close = difflib.get_close_matches(kw.name, names, n=1)
                 hint = f"; did you mean `{close[0]}=`?" if close else ""
-                self.error(
-                    "E103",
-                    f"{op.name}() has no argument `{kw.name}`{hint}",
-                    kw.span,
-                    fix=op.signature(),
-                    scope=scope,
-                )
-                raise _Failed
+                raise wrong(f"has no argument `{kw.name}`{hint}", kw.span)
             if kw.name in bound:
-                self.error(
-                    "E103",
-                    f"{op.name}() got `{kw.name}` twice",
-                    kw.span,
-                    fix=op.signature(),
-                    scope=scope,
-                )
-                raise _Failed
+                raise wrong(f"got `{kw.name}` twice", kw.span)
             bound[kw.name] = kw.value
         missing = [a.name for a in op.args if a.required and a.name not in bound]
         if missing:
-            self.error(
-                "E103",
-                f"{op.name}() needs `{'`, `'.join(missing)}`",
-                e.span,
-                fix=op.signature(),
-                scope=scope,
-            )
-            raise _Failed
+            raise wrong(f"needs `{'`, `'.join(missing)}`", e.span)
         return bound
 
     def static_argument(

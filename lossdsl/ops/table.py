@@ -129,6 +129,15 @@ LOG_OF_ZERO = "log of a value that can be 0: `{x}` lies in {interval}"
 EXP_OVERFLOW = "{op}() can overflow float32: its argument lies in {interval}, above 88"
 EXP_FIX = "{op}(clamp({x}, max=20))"
 
+# exp and expm1: convex, increasing, overflow float32 past 88
+EXP_FACTS = Facts(
+    curvature=atom(CONVEX, INC),
+    overflows=exp_overflows,
+    overflow_message=EXP_OVERFLOW,
+    overflow_fix=EXP_FIX,
+    precision_sensitive=True,
+)
+
 OP_LIST: list[Op] = [
     # arithmetic and logic (the operators of the language)
     _binary(
@@ -208,14 +217,7 @@ OP_LIST: list[Op] = [
     _unary(
         "exp",
         "torch.exp",
-        Facts(
-            image(iv.exp),
-            curvature=atom(CONVEX, INC),
-            overflows=exp_overflows,
-            overflow_message=EXP_OVERFLOW,
-            overflow_fix=EXP_FIX,
-            precision_sensitive=True,
-        ),
+        replace(EXP_FACTS, interval=image(iv.exp)),
     ),
     _unary(
         "log",
@@ -243,14 +245,7 @@ OP_LIST: list[Op] = [
     _unary(
         "expm1",
         "torch.expm1",
-        Facts(
-            image(iv.expm1),
-            curvature=atom(CONVEX, INC),
-            overflows=exp_overflows,
-            overflow_message=EXP_OVERFLOW,
-            overflow_fix=EXP_FIX,
-            precision_sensitive=True,
-        ),
+        replace(EXP_FACTS, interval=image(iv.expm1)),
     ),
     _unary(
         "log1mexp",
