@@ -149,7 +149,19 @@ class LossRuntime:
             args.append(vector)
         if self._compiled:
             args = self._mark_dynamic(args)
-        return self._pack(self._graph(*args))
+        try:
+            outputs = self._graph(*args)
+        except RuntimeError as error:
+            # Sizes the checks above could not relate (e.g. `...` of one input against a
+            # named dim of another) meet inside the graph: say which inputs, not where.
+            shapes = ", ".join(
+                f"{spec['name']}: {tuple(t.shape)}"
+                for spec, t in zip(self.SPEC["inputs"], tensors, strict=True)
+            )
+            raise InputError(
+                f"{self.SPEC['name']}: the inputs do not fit together ({shapes}): {error}"
+            ) from error
+        return self._pack(outputs)
 
     def _moved_params(self, vector: torch.Tensor, device: torch.device) -> torch.Tensor:
         """The params vector on the inputs' device, copied once per vector and device (not on

@@ -280,3 +280,18 @@ def test_module_moves_with_to_and_keeps_param_values(ppo):
     moved = ppo.to(torch.float32)  # params are carried in float64 whatever `.to` does
     assert moved(**inputs()).weights["value"].item() == 1.25
     assert moved.param_values.dtype == torch.float64
+
+
+def test_shapes_that_only_clash_inside_the_graph_are_input_errors(write_spec):
+    loss_fn = lossdsl.load(
+        write_spec("""
+        loss clash
+        input x : float[N] grad
+        input y : float[...]
+        term t = mean(x - y)
+    """)
+    )
+    with pytest.raises(
+        lossdsl.InputError, match=r"clash: the inputs do not fit together \(x: \(2,\), y: \(3,\)\)"
+    ):
+        loss_fn(x=torch.randn(2), y=torch.randn(3))
