@@ -39,3 +39,22 @@ def test_ppo_compiles_once_across_twenty_calls_with_new_t_steps_and_params():
         for tensor in x.values():  # marks went on views, never on the caller's tensors
             assert not getattr(tensor, "_dynamo_dynamic_indices", set())
     assert counters["stats"]["unique_graphs"] == 1
+
+
+def test_bf16_logits_are_upcast_inside_the_kernels_not_copied():
+    """The cast to float32 sits inside the compiled graph, so Inductor fuses it into the
+    kernels that read the logits: the forward allocates no full-size float32 buffer."""
+    from torch._inductor.utils import run_and_get_code
+
+    torch._dynamo.reset()
+    loss_fn = lossdsl.load("cross_entropy", compile=True)
+    logits = torch.randn(64, 1000, dtype=torch.bfloat16)
+    target = torch.randint(0, 1000, (64,))
+    out, codes = run_and_get_code(lambda: loss_fn(input=logits, target=target).loss)
+    assert out.dtype == torch.float32
+    forward = "\n".join(codes)
+    buffers = [line for line in forward.splitlines() if "empty_strided_cpu((" in line]
+    full_size = [
+        line for line in buffers if "torch.float32" in line and ", s" in line.split(")")[0]
+    ]
+    assert buffers and not full_size, full_size
