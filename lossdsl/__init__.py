@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from lossdsl.api import build_ir, check, load, load_text, parse
+from lossdsl.api import LossSpecWarning, build_ir, check, load, load_text, parse
 from lossdsl.diagnostics import Diagnostic, LossSpecError
 
 __version__ = "0.1.0"
@@ -20,6 +20,7 @@ __all__ = [
     "build_ir",
     "Diagnostic",
     "LossSpecError",
+    "LossSpecWarning",
     "InputError",
     "LossOutput",
     "__version__",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -61,6 +62,7 @@ def load(
 
     choices = {k: v for k, v in (params or {}).items() if isinstance(v, str)}
     ir = rebuild(choices)
+    warn_about(ir)
     return LossModule(ir, rebuild, params=params, compile=compile, backend=backend, mode=mode)
 
 
@@ -80,7 +82,19 @@ def load_text(
         return check_text(text, file, Path.cwd(), choices).raise_for_errors()
 
     ir = rebuild({})
+    warn_about(ir)
     return LossModule(ir, rebuild, params=params, compile=compile, backend=backend, mode=mode)
+
+
+class LossSpecWarning(UserWarning):
+    """A hazard `lossdsl check` found in a spec that still builds (W300–W402)."""
+
+
+def warn_about(ir: SpecIR) -> None:
+    """Repeat the check's warnings where a spec is loaded: users who never run `lossdsl
+    check` still hear about a log of zero. Silence them in the spec, or with `warnings`."""
+    for message in ir.warnings:
+        warnings.warn(message, LossSpecWarning, stacklevel=3)
 
 
 def _cached_ir(
@@ -97,4 +111,4 @@ def _cached_ir(
     return ir
 
 
-__all__ = ["parse", "check", "load", "load_text", "build_ir", "LossSpecError"]
+__all__ = ["parse", "check", "load", "load_text", "build_ir", "LossSpecError", "LossSpecWarning"]

@@ -116,6 +116,7 @@ class SpecIR(_Frozen):
     step_node: int
     sources: dict[str, str] = Field(default_factory=dict)  # file -> text, for fixes
     properties: dict[str, dict[str, str]] = Field(default_factory=dict)  # per term
+    warnings: tuple[str, ...] = ()  # the check's warnings, rendered, for `lossdsl.load`
 
     def node(self, node_id: int) -> Node:
         return self.nodes[node_id]

@@ -60,8 +60,12 @@ def check_text(
         for run_pass in PIPELINE:
             ir, found = run_pass(ir)
             diagnostics += found
-    diagnostics = suppress(diagnostics, loaded.sources)  # `# lossdsl: allow W300` comments
-    return Checked(ir, _sorted(diagnostics), loaded.sources, file)
+    diagnostics = _sorted(suppress(diagnostics, loaded.sources))  # `# lossdsl: allow` comments
+    if ir is not None:  # kept with the IR (and its cache), so every load can repeat them
+        warnings = [d for d in diagnostics if d.severity == "warning"]
+        rendered = tuple(d.render(loaded.sources.get(d.span.file)) for d in warnings)
+        ir = ir.model_copy(update={"warnings": rendered})
+    return Checked(ir, diagnostics, loaded.sources, file)
 
 
 def check_reference(ref: str | Path, choices: dict[str, str] | None = None) -> Checked:

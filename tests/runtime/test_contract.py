@@ -295,3 +295,24 @@ def test_shapes_that_only_clash_inside_the_graph_are_input_errors(write_spec):
         lossdsl.InputError, match=r"clash: the inputs do not fit together \(x: \(2,\), y: \(3,\)\)"
     ):
         loss_fn(x=torch.randn(2), y=torch.randn(3))
+
+
+def test_loading_a_spec_with_hazards_warns_with_the_rendered_diagnostic(write_spec):
+    path = write_spec("""
+        loss hazardous
+        input p : float[N] grad in [0, 1]
+        term t = -mean(log(p))
+    """)
+    with pytest.warns(lossdsl.LossSpecWarning, match=r"W300 log of a value that can be 0"):
+        lossdsl.load(path)
+    with pytest.warns(lossdsl.LossSpecWarning, match="W300"):  # again, from the IR cache
+        lossdsl.load(path)
+
+
+def test_standard_specs_load_without_warnings():
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", lossdsl.LossSpecWarning)
+        for name in ("ppo", "grpo", "dpo", "cross_entropy", "huber", "reinforce"):
+            lossdsl.load(name)
