@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import os
 import re
 import sys
 from functools import cache
-from pathlib import Path
 
 import lark
 from lark import Lark, Token, Transformer, Tree, v_args
 from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
 
+from lossdsl.cache import cache_dir
 from lossdsl.diagnostics import Diagnostic, LossSpecError, Span
 from lossdsl.resources import grammar_path
 from lossdsl.syntax import ast
@@ -38,10 +37,9 @@ def _parser_cache_file() -> str | bool:
     turns it off, `LOSSDSL_CACHE_DIR` moves it). Lark stores a hash of the grammar text, its
     options and Lark's version in the file and rebuilds when it does not match, so an edited
     grammar is never served stale; the name carries the Python version the pickle is for."""
-    if os.environ.get("LOSSDSL_CACHE", "1") == "0":
+    folder = cache_dir()
+    if folder is None:
         return False
-    default = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "lossdsl"
-    folder = Path(os.environ.get("LOSSDSL_CACHE_DIR") or default)
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError:
