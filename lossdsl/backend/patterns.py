@@ -17,11 +17,11 @@ tests/backend/test_patterns.py compare them in float64):
   which stays shared with label smoothing, entropy and other readers. The index is never
   ignored (nll_loss's `ignore_index` is set to an int64 no index can hold); masks stay the
   spec's (`where(valid, t, 0)`, masked means that give 0 over nothing).
-- Huber's branch form `where(|r| < d, 0.5·r², d·(|r| - d/2))` (specs/huber.loss), and the
-  `huber` op: `m·(|r| - m/2)` with `m = min(|r|, d)`. Same values (the halvings are exact)
-  and gradients, no `where` whose condition reads a param: under torch.compile such a
-  condition is saved for the backward as a bool tensor, whose vectorised store costs ten
-  times the whole loss on CPU.
+- Huber's branch form `where(|r| < d, 0.5·r², d·(|r| - d/2))`: lowered like the `huber`
+  op (backend/robust.py), `m·(|r| - m/2)` with `m = min(|r|, d)`. Same values (the
+  halvings are exact) and gradients, and no `where` whose condition reads a param: under
+  torch.compile such a condition is saved for the backward as a bool tensor, whose
+  vectorised store costs ten times the whole loss on CPU.
 
 Log-sum-exp shapes (`log(sum(exp(x)))`, `log(softmax(x))`) are rewritten in the IR by the
 stability pass and reach the backend as `logsumexp`/`log_softmax`, lowered to
@@ -36,6 +36,7 @@ import torch
 import torch.fx as fx
 
 from lossdsl.backend.lowering import PATTERNS, Value, _Lowering
+from lossdsl.backend.robust import huber_without_where
 from lossdsl.ir import Node
 
 Sub = Callable[[int], Value]
@@ -123,13 +124,6 @@ def _picked_log_probability(low: _Lowering, node: Node, sub: Sub) -> Value | Non
 # ---- Huber: min instead of where ------------------------------------------------------------
 
 
-def huber_without_where(low: _Lowering, r: Value, delta: Value) -> Value:
-    """Huber as m·(|r| - m/2) with m = min(|r|, delta): no branch on |r| < delta."""
-    size = torch.abs(low.tensor(r))
-    inner = torch.minimum(size, delta) if isinstance(delta, fx.Proxy) else size.clamp(max=delta)
-    return inner * (size - 0.5 * inner)
-
-
 @pattern("where")
 def _huber_branches(low: _Lowering, node: Node, sub: Sub) -> Value | None:
     """where(|r| < d, 0.5·square(r), d·(|r| - 0.5·d)), operands in either order."""
@@ -159,10 +153,3 @@ def _huber_branches(low: _Lowering, node: Node, sub: Sub) -> Value | None:
             delta = low.floating(sub(delta_id), low.kind(delta_id))
             return huber_without_where(low, sub(r_id), delta)
     return None
-
-
-@pattern("huber")
-def _huber_op(low: _Lowering, node: Node, sub: Sub) -> Value | None:
-    r_id, delta_id = node.args
-    r, delta = (low.floating(sub(a), low.kind(a)) for a in (r_id, delta_id))
-    return huber_without_where(low, r, delta)

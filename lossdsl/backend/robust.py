@@ -5,15 +5,23 @@ from __future__ import annotations
 import math
 
 import torch
+import torch.fx as fx
 
 from lossdsl.backend.lowering import LOWERINGS, Value, _Lowering
 from lossdsl.ir import Node
 
 
+def huber_without_where(low: _Lowering, r: Value, delta: Value) -> Value:
+    """Huber as m·(|r| - m/2) with m = min(|r|, delta): the values and gradients of the
+    two-branch form, with no `where` on |r| < delta (under torch.compile that condition is
+    saved for the backward as a bool tensor, whose store is slow on CPU)."""
+    size = torch.abs(low.tensor(r))
+    inner = torch.minimum(size, delta) if isinstance(delta, fx.Proxy) else size.clamp(max=delta)
+    return inner * (size - 0.5 * inner)
+
+
 def _huber(low: _Lowering, node: Node, args: list[Value]) -> Value:
-    r, delta = (low.tensor(a) for a in args)
-    size = torch.abs(r)
-    return torch.where(size < delta, 0.5 * torch.square(r), delta * (size - 0.5 * delta))
+    return huber_without_where(low, args[0], args[1])
 
 
 def _smooth_l1(low: _Lowering, node: Node, args: list[Value]) -> Value:
