@@ -181,17 +181,28 @@ def compile(
     if dtype not in ("f32", "f64"):
         typer.echo(f"--dtype must be f32 or f64, got {dtype!r}", err=True)
         raise typer.Exit(2)
+    if leading_rank < 0:
+        typer.echo(f"--leading-rank must be 0 or more, got {leading_rank}", err=True)
+        raise typer.Exit(2)
+    for target in (output, export):
+        if target is not None and not target.parent.is_dir():
+            typer.echo(f"cannot write {target}: no folder {target.parent}", err=True)
+            raise typer.Exit(2)
     ir = _ir_or_exit(spec)
-    if output is not None:
-        from lossdsl.backend.standalone import standalone_source
+    try:
+        if output is not None:
+            from lossdsl.backend.standalone import standalone_source
 
-        output.write_text(standalone_source(ir))  # type: ignore[arg-type]
-        typer.echo(f"wrote {output}")
-    if export is not None:
-        from lossdsl.backend.export import export_program
+            output.write_text(standalone_source(ir))  # type: ignore[arg-type]
+            typer.echo(f"wrote {output}")
+        if export is not None:
+            from lossdsl.backend.export import export_program
 
-        export_program(ir, export, dtype=dtype, leading_rank=leading_rank)  # type: ignore[arg-type]
-        typer.echo(f"wrote {export}")
+            export_program(ir, export, dtype=dtype, leading_rank=leading_rank)  # type: ignore[arg-type]
+            typer.echo(f"wrote {export}")
+    except OSError as error:
+        typer.echo(f"cannot write: {error}", err=True)
+        raise typer.Exit(2) from None
 
 
 @app.command()

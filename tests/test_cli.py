@@ -209,3 +209,10 @@ def test_errors_still_exit_two_with_allow(write_spec):
     result = runner.invoke(app, ["check", str(write_spec(BROKEN)), "--allow", "W402"])
     assert result.exit_code == 2
     assert "E101" in result.output
+
+
+def test_compile_into_a_missing_folder_is_an_error_not_a_traceback(tmp_path: Path):
+    result = runner.invoke(app, ["compile", "huber", "-o", str(tmp_path / "no" / "x.py")])
+    assert result.exit_code == 2
+    assert f"no folder {tmp_path / 'no'}" in result.output
+    assert not (tmp_path / "no").exists()
