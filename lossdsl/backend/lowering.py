@@ -369,11 +369,6 @@ def _reduce_all_or(fn_name: str, x: Value, options: dict) -> Value:
     return getattr(x, fn_name)(**options)
 
 
-def _masked_count(low: _Lowering, x: Value, mask: Value, options: dict) -> Value:
-    selected = mask if x is None else mask.expand_as(x) if isinstance(x, fx.Proxy) else mask
-    return _reduce_all_or("sum", selected.to(low.dtype), options)
-
-
 @lowering("reduce_sum")
 def _sum(low: _Lowering, node: Node, args: list[Value]) -> Value:
     x, mask, options = _reduction_parts(low, node, args)

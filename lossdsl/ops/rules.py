@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any
 
 from lossdsl.ir.types import (
-    DimError,
     DtypeError,
     Kind,
     TensorType,
@@ -120,9 +119,6 @@ def counted(types: Types, attrs: Attrs) -> Kind:
     if types[0].kind != "bool":
         raise DtypeError(f"count(m) counts true elements of a bool tensor, got {types[0]}", arg=0)
     return "float"
-
-
-__all__ = ["DimError"]
 
 
 def reduced_one(types: Types, attrs: Attrs) -> tuple:

@@ -122,8 +122,7 @@ class LossRuntime:
     def forward(
         self, step: Any = 0, params: dict[str, Any] | None = None, **inputs: torch.Tensor
     ) -> LossOutput:
-        tensors = self._bind_inputs(inputs)
-        dtype = self._compute_dtype(tensors)
+        tensors, dtype = self._bind_inputs(inputs)
         device = next(
             (t.device for t in tensors if isinstance(t, torch.Tensor)), self.param_values.device
         )
@@ -209,7 +208,7 @@ class LossRuntime:
 
     # ---- input checks ---------------------------------------------------------------
 
-    def _bind_inputs(self, given: dict[str, Any]) -> list[torch.Tensor]:
+    def _bind_inputs(self, given: dict[str, Any]) -> tuple[list[torch.Tensor], torch.dtype]:
         specs = self.SPEC["inputs"]
         names = [s["name"] for s in specs]
         for name in given:
@@ -239,7 +238,7 @@ class LossRuntime:
             if tensor is None:
                 tensor = self._default_input(spec, sizes, leading[0], dtype, bound)
             tensors.append(tensor)
-        return tensors
+        return tensors, dtype
 
     def _check_input(
         self,

@@ -7,7 +7,7 @@ import sys
 from functools import cache
 
 import lark
-from lark import Lark, Token, Transformer, Tree, v_args
+from lark import Lark, Token, Transformer, v_args
 from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
 
 from lossdsl.cache import cache_dir
@@ -456,8 +456,3 @@ def _docstring(token: Token | None) -> str | None:
     if token is None:
         return None
     return str(token)[3:-3].strip()
-
-
-def tree_of(text: str) -> Tree:
-    """The raw Lark tree (for debugging and `lossdsl explain`)."""
-    return _lark().parse(text, start="start")
