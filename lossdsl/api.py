@@ -45,11 +45,14 @@ def load(
     compile: bool = False,
     backend: str = "inductor",
     mode: str | None = None,
+    chunk: int | str | None = None,
 ) -> Any:
     """Compile a spec (a path or a standard-library name) into a `LossModule`.
 
-    A `.pt2` written by `lossdsl compile --export` loads too (its graph is already built).
-    """
+    `chunk=N` runs it in slices of N rows (`"auto"`: a size chosen from the shapes) so that
+    no `[rows, V]` intermediate larger than a slice is alive (docs/language.md, "Memory at
+    vocabulary scale"). A `.pt2` written by `lossdsl compile --export` loads too (its graph
+    is already built)."""
     from lossdsl.backend.module import LossModule
 
     if str(spec).endswith(".pt2"):
@@ -63,7 +66,9 @@ def load(
     choices = {k: v for k, v in (params or {}).items() if isinstance(v, str)}
     ir = rebuild(choices)
     warn_about(ir)
-    return LossModule(ir, rebuild, params=params, compile=compile, backend=backend, mode=mode)
+    return LossModule(
+        ir, rebuild, params=params, compile=compile, backend=backend, mode=mode, chunk=chunk
+    )
 
 
 def load_text(
@@ -73,6 +78,7 @@ def load_text(
     backend: str = "inductor",
     mode: str | None = None,
     file: str = "<string>",
+    chunk: int | str | None = None,
 ) -> Any:
     """Like `load`, for a spec given as text."""
     from lossdsl.backend.module import LossModule
@@ -83,7 +89,9 @@ def load_text(
 
     ir = rebuild({})
     warn_about(ir)
-    return LossModule(ir, rebuild, params=params, compile=compile, backend=backend, mode=mode)
+    return LossModule(
+        ir, rebuild, params=params, compile=compile, backend=backend, mode=mode, chunk=chunk
+    )
 
 
 class LossSpecWarning(UserWarning):

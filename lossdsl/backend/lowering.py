@@ -60,6 +60,12 @@ class _Lowering:
     # ---- the graph ------------------------------------------------------------------
 
     def run(self) -> fx.GraphModule:
+        self.bind_spec_inputs()
+        return self.finish(self.outputs())
+
+    def bind_spec_inputs(self, given: tuple[int, ...] = ()) -> None:
+        """Placeholders for the inputs, `step` and `params` (the graph's signature), then for
+        the `given` nodes, whose values the caller computes (slicing, backend/slicing.py)."""
         ir = self.ir
         for spec in ir.inputs:
             self.input_proxies[spec.name] = self.placeholder(spec.name)
@@ -67,21 +73,32 @@ class _Lowering:
         params = self.placeholder("params") if ir.params else None
         self.dtype = self.name(self.step.dtype, "dtype")
         for spec in ir.inputs:
-            proxy = self.input_proxies[spec.name]
-            if spec.dims and self.ir.node(spec.node).type.kind == "float":
-                proxy = self.name(proxy.to(self.dtype), f"{spec.name}_")
-            self.values[spec.node] = proxy
+            self.bind_input(spec.name, spec.node)
         self.values[ir.step_node] = self.step
         if params is not None:
             params = self.name(params.to(self.dtype), "params_")
             for index, spec in enumerate(ir.params):
-                given = self.name(params[index], f"{spec.name}_given")
-                self.param_given[spec.node] = given
-        outputs = self.outputs()
-        self.graph.output(tuple(v.node for v in outputs))
+                given_value = self.name(params[index], f"{spec.name}_given")
+                self.param_given[spec.node] = given_value
+        for node_id in given:
+            self.values[node_id] = self.placeholder(self.value_name(node_id))
+
+    def bind_input(self, name: str, node_id: int) -> None:
+        proxy = self.input_proxies[name]
+        node = self.ir.node(node_id)
+        if node.type.dims and node.type.kind == "float":
+            proxy = self.name(proxy.to(self.dtype), f"{name}_")
+        self.values[node_id] = proxy
+
+    def value_name(self, node_id: int) -> str:
+        node = self.ir.node(node_id)
+        return node.name or f"{node.op}_{node_id}"
+
+    def finish(self, outputs: list[Value]) -> fx.GraphModule:
+        self.graph.output(tuple(v.node if isinstance(v, fx.Proxy) else v for v in outputs))
+        self.graph.eliminate_dead_code()  # e.g. the float32 copy of an input only matmul reads
         self.graph.lint()
-        module = fx.GraphModule(torch.nn.Module(), self.graph, class_name=_class_name(ir.name))
-        return module
+        return fx.GraphModule(torch.nn.Module(), self.graph, class_name=_class_name(self.ir.name))
 
     def outputs(self) -> list[Value]:
         ir = self.ir
@@ -559,5 +576,6 @@ def lower(ir: SpecIR) -> fx.GraphModule:
 
 
 # Lowerings kept in their own modules register themselves on import.
+from lossdsl.backend import contraction as _contraction  # noqa: E402, F401
 from lossdsl.backend import patterns as _patterns  # noqa: E402, F401
 from lossdsl.backend import robust as _robust  # noqa: E402, F401

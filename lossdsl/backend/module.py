@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 from typing import Any
 
@@ -27,10 +28,12 @@ class LossModule(LossRuntime, nn.Module):
         compile: bool = False,
         backend: str = "inductor",
         mode: str | None = None,
+        chunk: int | str | None = None,
     ):
         nn.Module.__init__(self)
         self._rebuild = rebuild
         self._compile_options = (compile, backend, mode)
+        self._chunk = _checked_chunk(chunk)
         self._install(ir)
         choices = {k: v for k, v in (params or {}).items() if k in self.SPEC["choices"]}
         if choices:
@@ -45,10 +48,33 @@ class LossModule(LossRuntime, nn.Module):
         self.graph_module = lower(ir)
         compile, backend, mode = self._compile_options
         graph = self.graph_module
-        if compile:
+        sliced = self._sliced(ir) if self._chunk is not None else None
+        if sliced is not None:
+            graph = sliced
+        elif compile:
             graph = torch.compile(self.graph_module, backend=backend, mode=mode)
         # Not a submodule: the graph holds no state, and `graph_module` is registered.
         self.__dict__["_graph"] = graph
+
+    def _sliced(self, ir: SpecIR) -> Any:
+        """The graph that runs in slices of rows, or None where the spec has nothing to slice
+        and `chunk="auto"` (a warning says why); E205 with `chunk=N`."""
+        from lossdsl.api import LossSpecWarning
+        from lossdsl.backend.slicing import SlicedGraph
+        from lossdsl.diagnostics import LossSpecError
+        from lossdsl.passes.slicing import means_as_sums, plan_slices
+
+        prepared = means_as_sums(ir)
+        plan, problems = plan_slices(prepared)
+        if problems:
+            if self._chunk != "auto":
+                raise LossSpecError(problems, dict(ir.sources))
+            rendered = problems[0].render(ir.sources.get(problems[0].span.file))
+            warnings.warn(f"chunk='auto' runs unsliced: {rendered}", LossSpecWarning, stacklevel=4)
+            return None
+        assert plan is not None
+        compile, backend, mode = self._compile_options
+        return SlicedGraph(prepared, plan, self._chunk, compile, backend, mode)
 
     @property
     def choices(self) -> dict[str, str]:
@@ -75,3 +101,13 @@ class LossModule(LossRuntime, nn.Module):
 
     def extra_repr(self) -> str:
         return f"spec={self.SPEC['name']!r}, compiled={self._compiled}"
+
+
+def _checked_chunk(chunk: int | str | None) -> int | str | None:
+    from lossdsl.runtime.core import InputError
+
+    if chunk is None or chunk == "auto":
+        return chunk
+    if isinstance(chunk, bool) or not isinstance(chunk, int) or chunk < 1:
+        raise InputError(f'`chunk` takes a number of rows (1 or more) or "auto", got {chunk!r}')
+    return chunk

@@ -46,6 +46,8 @@ class Facts:
     kinks: tuple[float, ...] = ()  # where a kinked op is not differentiable (in its 1st arg)
     lipschitz: bool = False  # gradient bounded whatever the size of the arguments
     steep: Callable[[list[Interval]], bool] | None = None  # W302: an infinite slope in range
+    steep_message: str | None = None  # W302 wording ({op}, {interval}); the default: infinite
+    steep_fix: str | None = None  # W302 fix ({x}: the argument's text)
     overflows: Callable[[list[Interval], Interval], bool] | None = None  # W301 (args, result)
     precision_sensitive: bool = False  # W304: worth upcasting from bf16/f16
     continuous: bool = True  # False for step functions (floor, comparisons, …)
@@ -237,6 +239,32 @@ def entropy_image(args: list[Interval], attrs: Attrs) -> Interval:
 
 def gather_image(args: list[Interval], attrs: Attrs) -> Interval:
     return args[0]
+
+
+# ---- contraction and norms ----------------------------------------------------------------
+
+
+def matmul_image(args: list[Interval], attrs: Attrs) -> Interval:
+    """A sum over the contracted dim of products: bounded only where the count is."""
+    return iv.sum_of(iv.mul(args[0], args[1]), min_count=1, max_count=max_count(attrs))
+
+
+def index_image(args: list[Interval], attrs: Attrs) -> Interval:
+    top = max_count(attrs)
+    return Interval(0, math.inf if top is None else top - 1, True, top is not None)
+
+
+def norm_image(args: list[Interval], attrs: Attrs) -> Interval:
+    squares = iv.sum_of(iv.square(args[0]), min_count=0, max_count=max_count(attrs))
+    return iv.sqrt(squares)
+
+
+def normalize_image(args: list[Interval], attrs: Attrs) -> Interval:
+    """Each entry keeps its sign and has magnitude at most 1."""
+    x = args[0]
+    if x.is_empty:
+        return x
+    return Interval(-1.0 if x.lo < 0 else 0.0, 1.0 if x.hi > 0 else 0.0, True, True)
 
 
 # ---- schedules --------------------------------------------------------------------------

@@ -52,6 +52,12 @@ class Op:
     # Facts for the stability analysis (interval rule, domain and poles, curvature,
     # monotonicity, differentiability, gradient bound) live here too, one record per op.
     facts: Facts = field(default_factory=Facts)
+    # Slicing (passes/slicing.py). A reduction whose partial results over disjoint slices of
+    # rows combine into the whole result names how ("sum", "mean", "max", "min",
+    # "logsumexp"); an op that needs every value along its `dim` (every dim, when `dim` is
+    # omitted) at once, such as softmax or var, `mixes` them: its dims cannot be sliced.
+    accumulate: str | None = None
+    mixes: bool = False
 
     def tensor_args(self) -> tuple[Arg, ...]:
         return tuple(a for a in self.args if a.kind in (TENSOR, MASK))

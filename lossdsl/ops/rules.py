@@ -5,8 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 from lossdsl.ir.types import (
+    ELLIPSIS,
     DtypeError,
     Kind,
+    ShapeError,
     TensorType,
     arithmetic_kind,
     broadcast,
@@ -52,6 +54,38 @@ def gathered(types: Types, attrs: Attrs) -> tuple:
 
 def one_hot_dims(types: Types, attrs: Attrs) -> tuple:
     return (*types[0].dims, attrs["n"])
+
+
+def contracted(types: Types, attrs: Attrs) -> tuple:
+    """matmul(a, b, dim=K): a's dims without K, then the dims of b that a lacks, without K;
+    named dims the two share are batch dims (equal by name)."""
+    a, b = (t.dims for t in types)
+    k = attrs["dim"]
+    for side, dims in (("a", a), ("b", b)):
+        if k not in dims:
+            raise ShapeError(f"the contracted dim {k} is not a dim of `{side}` {_shown(dims)}")
+    if ELLIPSIS in b and ELLIPSIS not in a:
+        raise ShapeError(
+            f"`b` {_shown(b)} has leading `...` dims that `a` {_shown(a)} lacks; "
+            "put the operand with `...` first"
+        )
+    kept = tuple(d for d in a if d != k)
+    extra = tuple(d for d in b if d != k and (isinstance(d, int) or d not in a))
+    return (*kept, *extra)
+
+
+def positions(types: Types, attrs: Attrs) -> tuple:
+    return (attrs["dim"],)
+
+
+def normalized(types: Types, attrs: Attrs) -> tuple:
+    """The dims of x; the dims normalised over must be among them."""
+    reduce_dims(types[0].dims, attrs.get("dim"), False)
+    return types[0].dims
+
+
+def _shown(dims: tuple) -> str:
+    return "[" + ", ".join(str(d) for d in dims) + "]"
 
 
 # ---- dtypes --------------------------------------------------------------------

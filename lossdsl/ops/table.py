@@ -27,12 +27,16 @@ from lossdsl.ops.facts import (
     exponential_image,
     gather_image,
     image,
+    index_image,
     linear_image,
     logsumexp_image,
+    matmul_image,
     max_count,
     max_image,
     mean_image,
     min_image,
+    norm_image,
+    normalize_image,
     piecewise_image,
     power_curvature,
     power_domain,
@@ -77,7 +81,12 @@ def _binary(
 
 
 def _reduction(
-    name: str, lowering: str, facts: Facts, dtype=rules.sum_kind, extra: tuple[Arg, ...] = ()
+    name: str,
+    lowering: str,
+    facts: Facts,
+    dtype=rules.sum_kind,
+    extra: tuple[Arg, ...] = (),
+    accumulate: str | None = None,
 ) -> Op:
     args = (
         Arg("x"),
@@ -86,7 +95,17 @@ def _reduction(
         Arg("keepdim", FLAG, False),
         *extra,
     )
-    return Op(name, args, rules.reduced, dtype, lowering, "reduction", facts=facts)
+    return Op(
+        name,
+        args,
+        rules.reduced,
+        dtype,
+        lowering,
+        "reduction",
+        facts=facts,
+        accumulate=accumulate,
+        mixes=accumulate is None,
+    )
 
 
 def _schedule(name: str, args: tuple[Arg, ...], facts: Facts, doc: str) -> Op:
@@ -269,21 +288,21 @@ OP_LIST: list[Op] = [
     # reductions
     _reduction("sum", "reduce_sum",
                Facts(sum_image, curvature=atom(AFFINE, INC), lipschitz=True,
-                     precision_sensitive=True)),
+                     precision_sensitive=True), accumulate="sum"),
     _reduction("mean", "reduce_mean",
                Facts(mean_image, curvature=atom(AFFINE, INC), lipschitz=True,
                      precision_sensitive=True),
-               dtype=rules.floating),
+               dtype=rules.floating, accumulate="mean"),
     _reduction("max", "reduce_max",
                Facts(max_image, curvature=atom(CONVEX, INC), smooth=S.KINKED, lipschitz=True),
-               dtype=rules.extreme_kind),
+               dtype=rules.extreme_kind, accumulate="max"),
     _reduction("min", "reduce_min",
                Facts(min_image, curvature=atom(CONCAVE, INC), smooth=S.KINKED, lipschitz=True),
-               dtype=rules.extreme_kind),
+               dtype=rules.extreme_kind, accumulate="min"),
     _reduction("logsumexp", "reduce_logsumexp",
                Facts(logsumexp_image, curvature=atom(CONVEX, INC), lipschitz=True,
                      precision_sensitive=True),
-               dtype=rules.floating),
+               dtype=rules.floating, accumulate="logsumexp"),
     _reduction("var", "reduce_var", Facts(spread_image(False), precision_sensitive=True),
                dtype=rules.floating, extra=(Arg("correction", NUMBER, 0),)),
     _reduction("std", "reduce_std",
@@ -293,30 +312,57 @@ OP_LIST: list[Op] = [
     Op("count", (Arg("m"), Arg("dim", DIMS, None), Arg("where", MASK, None),
                  Arg("keepdim", FLAG, False)),
        rules.reduced, rules.counted, "reduce_count", "reduction",
-       facts=replace(STEP, interval=count_image)),
+       facts=replace(STEP, interval=count_image), accumulate="sum"),
     Op("argmax", (Arg("x"), Arg("dim", DIM), Arg("keepdim", FLAG, False)),
        rules.reduced_one, rules.integer, "argmax", "reduction",
-       facts=replace(STEP, interval=lambda args, attrs: iv.argmax_of())),
+       facts=replace(STEP, interval=lambda args, attrs: iv.argmax_of()), mixes=True),
     # distributions
     Op("softmax", (Arg("x"), Arg("dim", DIM)), rules.along_one_dim, rules.floating,
        "torch.softmax", "distribution",
        facts=Facts(lambda args, attrs: iv.softmax_of(args[0], max_count(attrs)),
-                   lipschitz=True, precision_sensitive=True)),
+                   lipschitz=True, precision_sensitive=True), mixes=True),
     Op("log_softmax", (Arg("x"), Arg("dim", DIM)), rules.along_one_dim, rules.floating,
        "torch.log_softmax", "distribution",
        facts=Facts(lambda args, attrs: iv.log_softmax_of(args[0], max_count(attrs)),
                    curvature=atom(CONCAVE, dcp.NONMONOTONE), lipschitz=True,
-                   precision_sensitive=True)),
+                   precision_sensitive=True), mixes=True),
     Op("entropy", (Arg("x"), Arg("dim", DIM)), rules.without_dim, rules.floating,
        "entropy", "distribution", doc="entropy of softmax(x, dim)",
-       facts=Facts(entropy_image, lipschitz=True, precision_sensitive=True)),
+       facts=Facts(entropy_image, lipschitz=True, precision_sensitive=True), mixes=True),
     Op("gather", (Arg("x"), Arg("index"), Arg("dim", DIM)), rules.gathered, rules.index_into,
        "gather", "distribution",
-       facts=Facts(gather_image, curvature=atom(AFFINE, INC, dcp.NONMONOTONE), lipschitz=True)),
+       facts=Facts(gather_image, curvature=atom(AFFINE, INC, dcp.NONMONOTONE), lipschitz=True),
+       mixes=True),
     Op("one_hot", (Arg("index"), Arg("n", SIZE)), rules.one_hot_dims, rules.int_index,
        "one_hot", "distribution",
        facts=Facts(lambda args, attrs: iv.UNIT, smooth=S.CONSTANT)),
+    # contraction and norms
+    Op("matmul", (Arg("a"), Arg("b"), Arg("dim", DIM)), rules.contracted, rules.floating,
+       "matmul", "distribution",
+       doc="the sum over dim K of a·b: a's dims without K, then b's other dims",
+       facts=Facts(matmul_image, curvature=product_curvature, partials=product_partials,
+                   precision_sensitive=True), mixes=True),
+    Op("norm", (Arg("x"), Arg("dim", DIMS, None), Arg("keepdim", FLAG, False)),
+       rules.reduced, rules.floating, "norm", "distribution",
+       doc="the Euclidean norm over dim (everything when omitted)",
+       facts=Facts(norm_image, curvature=atom(CONVEX, ABS_INC), smooth=S.KINKED, kinks=(0.0,),
+                   lipschitz=True, steep=steep_at_zero, precision_sensitive=True,
+                   steep_message="norm() has no gradient at 0, which its argument can reach "
+                                 "(it lies in {interval}): the gradient x/norm(x) jumps there "
+                                 "(torch returns 0)",
+                   steep_fix="if a smooth gradient at 0 matters, "
+                             "sqrt(sum(square({x})) + 1e-12)"), mixes=True),
+    Op("normalize", (Arg("x"), Arg("dim", DIMS, None), Arg("eps", NUMBER, 1e-12)),
+       rules.normalized, rules.floating, "normalize", "distribution",
+       doc="x / max(norm(x, dim, keepdim=true), eps), as F.normalize",
+       facts=Facts(normalize_image, steep=steep_at_zero, precision_sensitive=True,
+                   steep_message="normalize() has a gradient as large as 1/eps near 0, which "
+                                 "its argument can reach (it lies in {interval})",
+                   steep_fix="a larger eps, e.g. normalize({x}, eps=1e-6)"), mixes=True),
     # shapes
+    Op("index", (Arg("dim", DIM),), rules.positions, rules.integer, "index", "shape",
+       doc="the positions 0 … size(D) - 1 of a dim, int[D]",
+       facts=Facts(index_image, smooth=S.CONSTANT)),
     Op("size", (Arg("dim", DIM),), rules.scalar, rules.floating, "size", "shape",
        doc="the size of a dim, as a scalar", facts=Facts(size_image, smooth=S.CONSTANT)),
     # schedules of `step`
@@ -377,7 +423,6 @@ RESERVED = {
     "global_sum": "data-parallel normalisation is coming in a later version",
     "world_size": "data-parallel normalisation is coming in a later version",
     "ema": "stateful ops are coming in a later version",
-    "matmul": "fused linear heads are coming in a later version",
 }
 
 CALLABLE_NAMES = sorted(set(OPS) - NOT_CALLABLE | {"select"})

@@ -70,12 +70,16 @@ class _Hazards:
         if facts.overflows is not None and facts.overflows(intervals, result):
             self.overflow(node, intervals, result)
         if args and args[0].live and facts.steep is not None and facts.steep(intervals):
+            message = facts.steep_message or (
+                "{op}() has an infinite gradient at 0, which its argument can reach "
+                "(it lies in {interval})"
+            )
+            fix = facts.steep_fix or "keep it away from 0, e.g. clamp({x}, min=1e-12)"
             self.report(
                 "W302",
-                f"{op.name}() has an infinite gradient at 0, which its argument can reach "
-                f"(it lies in {intervals[0]})",
+                self.fill(message, node, node.args[0], interval=intervals[0]),
                 node,
-                fix=f"keep it away from 0, e.g. clamp({self.text(node.args[0])}, min=1e-12)",
+                fix=self.fill(fix, node, node.args[0]),
             )
         if facts.selects:
             self.leaking_where(node)

@@ -1,0 +1,608 @@
+"""Running a spec in slices of rows (`lossdsl.load(..., chunk=N)`), so that no intermediate of
+size `[rows, V]` larger than one slice is ever alive.
+
+`passes/slicing.py` decides what runs before, per slice and after the slices; this module
+lowers each part with the ordinary lowering and runs it:
+
+- the *feeds* graph computes, on the whole inputs, what the slices read (masks, per-token
+  weights, params): small tensors;
+- the *slice* graph computes one slice's partial results (sums, maxima, collected per-row
+  values) from the sliced inputs and the feeds cut to the slice;
+- the *finish* graph is the spec's own graph with the accumulated values given: it gives the
+  loss, terms, weights and metrics.
+
+One pass (the usual case: the loss is affine in what adds up across slices): before the
+slices, the finish graph's gradient with respect to the accumulated values is taken (it does
+not depend on their values); each slice's input gradients are then computed right after its
+values, and stored (a slice of the logits' gradient; the head's gradient summed in float32).
+The backward pass only scales them. Two passes (a loss not affine in them: a log-sigmoid of
+per-sequence sums cut across slices): the forward keeps only the accumulated values; the
+backward computes every slice again, with the gradients of the accumulated values.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+import torch.fx as fx
+
+from lossdsl.backend.lowering import Value, _Lowering, _reduce_all_or, _reduction_parts
+from lossdsl.ir import SpecIR
+from lossdsl.ir.types import ELLIPSIS
+from lossdsl.passes.slicing import Accumulator, Level, SlicePlan
+
+# `chunk="auto"`: rows per slice such that one [rows, width] float32 block of the widest
+# per-slice value (the logits of a slice) takes about this much memory.
+AUTO_SLICE_BYTES = 64 * 2**20
+_INITIAL = {"sum": 0.0, "mean": 0.0, "max": -math.inf, "min": math.inf, "logsumexp": -math.inf}
+
+Key = Any  # a dim name, or ("...", i) for the i-th leading dim
+Region = dict[Key, slice]
+
+
+# ---- the three graphs -----------------------------------------------------------------------
+
+
+class _FeedsLowering(_Lowering):
+    """The spec's inputs, step and params in; the values the slices read out."""
+
+    def build(self, feeds: tuple[int, ...]) -> fx.GraphModule:
+        self.bind_spec_inputs()
+        return self.finish([self.lower(f) for f in feeds])
+
+
+class _FinishLowering(_Lowering):
+    """The spec's own graph, with the feeds and accumulated values given."""
+
+    def build(self, given: tuple[int, ...]) -> fx.GraphModule:
+        self.bind_spec_inputs(given)
+        return self.finish(self.outputs())
+
+
+class _SliceLowering(_Lowering):
+    """One slice: step and the feeds in (inputs keep their names), partial results out."""
+
+    def build(
+        self, feeds: tuple[int, ...], accumulators: tuple[Accumulator, ...]
+    ) -> fx.GraphModule:
+        self.step = self.placeholder("step")
+        self.dtype = self.name(self.step.dtype, "dtype")
+        for node_id in feeds:
+            node = self.ir.node(node_id)
+            if node.op == "input":
+                self.input_proxies[node.attrs["name"]] = self.placeholder(node.attrs["name"])
+                self.bind_input(node.attrs["name"], node_id)
+            else:
+                self.values[node_id] = self.placeholder(self.value_name(node_id))
+        outputs: list[Value] = []
+        for accumulator in accumulators:
+            outputs += self.partial(accumulator)
+        return self.finish([self.tensor(v) for v in outputs])
+
+    def partial(self, accumulator: Accumulator) -> list[Value]:
+        node = self.ir.node(accumulator.node)
+        if accumulator.combine != "mean":
+            return [self.lower(accumulator.node)]
+        args = [self.lower(a) for a in node.args]
+        x, mask, options = _reduction_parts(self, node, args)
+        x = self.tensor(self.floating(x, self.kind(node.args[0])))
+        if mask is None:
+            mask = torch.ones_like(x, dtype=torch.bool)
+        total = _reduce_all_or("sum", torch.where(mask, x, 0), options)
+        count = _reduce_all_or("sum", torch.where(mask, torch.ones_like(x), 0), options)
+        return [total, count]
+
+    def size_of(self, dim: str) -> Value:
+        for name, proxy in self.input_proxies.items():
+            dims = self.ir.input(name).dims
+            if dim in dims:
+                return proxy.size(self.axis(dims, dim))
+        raise AssertionError(f"dim {dim} has no input among the slice's feeds")
+
+
+@dataclass
+class _Parts:
+    level: Level
+    feeds: fx.GraphModule | Any
+    one_slice: fx.GraphModule | Any
+    finish: fx.GraphModule | Any
+    finish_eager: fx.GraphModule
+    computed_feeds: tuple[int, ...]  # feeds that are not inputs, in order
+    slice_feeds: tuple[int, ...] = ()  # what the slice graph takes after `step`, in order
+    widths: list[int] = field(default_factory=list)  # partial results per accumulator
+
+
+# ---- the module's graph ---------------------------------------------------------------------
+
+
+class SlicedGraph:
+    """Called like a lowered graph: `(*inputs, step[, params]) -> (loss, *terms, *weights,
+    *metrics)`, computing in slices of about `chunk` rows."""
+
+    def __init__(
+        self,
+        ir: SpecIR,
+        plan: SlicePlan,
+        chunk: int | str,
+        compile: bool = False,
+        backend: str = "inductor",
+        mode: str | None = None,
+    ):
+        self.ir = ir
+        self.plan = plan
+        self.chunk = chunk
+        self._compile = (compile, backend, mode)
+        self._parts: dict[int, _Parts] = {}
+        self.n_inputs = len(ir.inputs)
+        self.constants = _constants(ir)
+
+    # ---- building -----------------------------------------------------------------------
+
+    def parts(self, level: Level) -> _Parts:
+        index = self.plan.levels.index(level)
+        if index not in self._parts:
+            passed = [f for f in level.feeds if f not in self.constants]
+            computed = tuple(f for f in passed if self.ir.node(f).op != "input")
+            accumulators = level.accumulators
+            feeds_graph = _FeedsLowering(self.ir).build(computed)
+            slice_feeds = tuple(passed)
+            one_slice = _SliceLowering(self.ir).build(slice_feeds, accumulators)
+            given = (*computed, *(a.node for a in accumulators))
+            finish = _FinishLowering(self.ir).build(given)
+            parts = _Parts(level, feeds_graph, one_slice, finish, finish, computed, slice_feeds)
+            parts.widths = [2 if a.combine == "mean" else 1 for a in accumulators]
+            compile, backend, mode = self._compile
+            if compile:
+                parts.feeds = torch.compile(feeds_graph, backend=backend, mode=mode, dynamic=True)
+                parts.one_slice = torch.compile(one_slice, backend=backend, mode=mode, dynamic=True)
+                parts.finish = torch.compile(finish, backend=backend, mode=mode, dynamic=True)
+            self._parts[index] = parts
+        return self._parts[index]
+
+    # ---- calling ------------------------------------------------------------------------
+
+    def __call__(self, *args: Any) -> tuple[torch.Tensor, ...]:
+        inputs = args[: self.n_inputs]
+        step = args[self.n_inputs]
+        shapes = _Shapes(self.ir, inputs)
+        level, tiles = self.tiling(shapes)
+        parts = self.parts(level)
+        computed = parts.feeds(*args)
+        values: dict[int, Any] = dict(zip(parts.computed_feeds, computed, strict=True))
+        for spec, tensor in zip(self.ir.inputs, inputs, strict=True):
+            values[spec.node] = tensor
+        run = _SliceRun(self.ir, parts, shapes, tiles, step, values)
+        if level.one_pass:
+            coefficients = run.coefficients(args)
+            results = _OnePass.apply(run, coefficients, *run.differentiable_feeds())
+            wide_loss, accumulated = results[0], results[1:]
+        else:
+            accumulated = _TwoPass.apply(run, *run.differentiable_feeds())
+            wide_loss = None
+        outputs = parts.finish(*args, *computed, *run.finals(accumulated))
+        if wide_loss is None:
+            return tuple(outputs)
+        loss = outputs[0] + (wide_loss - wide_loss.detach())
+        return (loss, *outputs[1:])
+
+    def tiling(self, shapes: _Shapes) -> tuple[Level, list[Region]]:
+        """The level to run at and its slices, for these sizes."""
+        split = shapes.split_keys(self.plan.split)
+        sizes = [shapes.size(k) for k in split]
+        rows = self.rows_per_slice(shapes)
+        cut = len(split) - 1
+        for position in range(len(split)):
+            if math.prod(sizes[position + 1 :]) <= rows:
+                cut = position
+                break
+        wanted = self.plan.split.index(_plan_dim(split[cut])) if split else 0
+        level = self.plan.finest_ok(wanted)
+        assert level is not None  # level 0 is ok, or loading raised E205
+        deepest = max(i for i, k in enumerate(split) if _plan_dim(k) in level.partial)
+        cut = min(cut, deepest)
+        inner = math.prod(sizes[cut + 1 :])
+        width = max(1, min(sizes[cut], rows // max(inner, 1))) if sizes else 1
+        return level, _regions(split, sizes, cut, width)
+
+    def rows_per_slice(self, shapes: _Shapes) -> int:
+        if isinstance(self.chunk, int):
+            return self.chunk
+        width = max(
+            (
+                shapes.row_width(self.ir.node(n).type.dims, self.plan.split)
+                for n in self.plan.levels[-1].per_slice
+            ),
+            default=1,
+        )
+        rows = max(1, AUTO_SLICE_BYTES // (4 * max(width, 1)))
+        return rows - rows % 8 if rows >= 16 else rows
+
+
+def _constants(ir: SpecIR) -> set[int]:
+    """Nodes of numbers alone (no input, param or step; not `size(D)`, which in a slice would
+    read the slice's size): each graph computes them itself."""
+    found: set[int] = set()
+    for node in ir.nodes:
+        leaf = node.op == "const"
+        if leaf or (
+            node.args
+            and node.op not in ("input", "param", "step")
+            and all(a in found for a in node.args)
+        ):
+            found.add(node.id)
+    return found
+
+
+def _plan_dim(key: Key) -> str:
+    return ELLIPSIS if isinstance(key, tuple) else key
+
+
+def _regions(split: list[Key], sizes: list[int], cut: int, width: int) -> list[Region]:
+    """Slices holding one position of each dim before `cut`, `width` positions of `cut`, and
+    every position after it."""
+    outer = [range(n) for n in sizes[:cut]]
+    regions: list[Region] = []
+    for index in _product(outer):
+        for piece in _even_pieces(sizes[cut], width):
+            region: Region = {k: slice(i, i + 1) for k, i in zip(split[:cut], index, strict=True)}
+            region[split[cut]] = piece
+            regions.append(region)
+    return regions
+
+
+def _even_pieces(size: int, width: int) -> list[slice]:
+    """`size` positions in as few pieces of at most `width` as can be, of sizes that differ by
+    at most one: no last piece of 1 (a size-1 slice would compile a graph of its own)."""
+    count = -(-size // width)
+    base, extra = divmod(size, count) if count else (0, 0)
+    pieces, start = [], 0
+    for i in range(count):
+        stop = start + base + (1 if i < extra else 0)
+        pieces.append(slice(start, stop))
+        start = stop
+    return pieces
+
+
+def _product(ranges: list[range]) -> list[tuple[int, ...]]:
+    combos: list[tuple[int, ...]] = [()]
+    for r in ranges:
+        combos = [(*c, i) for c in combos for i in r]
+    return combos
+
+
+class _Shapes:
+    """Sizes of the named dims and of the leading `...` dims, read off the inputs."""
+
+    def __init__(self, ir: SpecIR, inputs: tuple[torch.Tensor, ...]):
+        self.named: dict[str, int] = {}
+        self.leading: tuple[int, ...] = ()
+        for spec, tensor in zip(ir.inputs, inputs, strict=True):
+            explicit = [d for d in spec.dims if d != ELLIPSIS]
+            shape = tuple(tensor.shape)
+            if spec.dims and spec.dims[0] == ELLIPSIS:
+                self.leading = shape[: len(shape) - len(explicit)]
+            for dim, size in zip(explicit, shape[len(shape) - len(explicit) :], strict=True):
+                if isinstance(dim, str):
+                    self.named.setdefault(dim, size)
+
+    def split_keys(self, split: tuple[str, ...]) -> list[Key]:
+        keys: list[Key] = []
+        for dim in split:
+            if dim == ELLIPSIS:
+                keys += [(ELLIPSIS, i) for i in range(len(self.leading))]
+            else:
+                keys.append(dim)
+        return keys
+
+    def size(self, key: Key) -> int:
+        return self.leading[key[1]] if isinstance(key, tuple) else self.named[key]
+
+    def axes(self, dims: tuple) -> list[Key | None]:
+        """The key of each axis of a value of these dims (None: a literal size)."""
+        keys: list[Key | None] = []
+        for dim in dims:
+            if dim == ELLIPSIS:
+                keys += [(ELLIPSIS, i) for i in range(len(self.leading))]
+            else:
+                keys.append(dim if isinstance(dim, str) else None)
+        return keys
+
+    def shape(self, dims: tuple) -> tuple[int, ...]:
+        return tuple(1 if k is None else self.size(k) for k in self.axes(dims)) if dims else ()
+
+    def row_width(self, dims: tuple, split: tuple[str, ...]) -> int:
+        """Elements per row: the product of the sizes of the dims that are not split."""
+        keys = self.axes(dims)
+        return math.prod(self.size(k) for k in keys if k is not None and _plan_dim(k) not in split)
+
+
+def _cut(value: Any, dims: tuple, shapes: _Shapes, region: Region) -> Any:
+    if not isinstance(value, torch.Tensor) or value.dim() == 0:
+        return value
+    index = tuple(
+        region.get(k, slice(None)) if k is not None else slice(None) for k in shapes.axes(dims)
+    )
+    return value[index]
+
+
+# ---- one run over the slices --------------------------------------------------------------
+
+
+class _SliceRun:
+    """The slices of one call: their inputs, and what they add up to."""
+
+    def __init__(
+        self,
+        ir: SpecIR,
+        parts: _Parts,
+        shapes: _Shapes,
+        tiles: list[Region],
+        step: torch.Tensor,
+        values: dict[int, Any],
+    ):
+        self.ir = ir
+        self.parts = parts
+        self.level = parts.level
+        self.shapes = shapes
+        self.tiles = tiles
+        self.step = step
+        self.feed_ids = list(parts.slice_feeds)
+        self.values = values
+        self.grad_feeds = [
+            f
+            for f in self.feed_ids
+            if isinstance(values[f], torch.Tensor) and values[f].requires_grad
+        ]
+
+    def differentiable_feeds(self) -> list[torch.Tensor]:
+        return [self.values[f] for f in self.grad_feeds]
+
+    def dims(self, node_id: int) -> tuple:
+        return self.ir.node(node_id).type.dims
+
+    # ---- per slice --------------------------------------------------------------------
+
+    def slice_inputs(self, region: Region, with_grad: bool) -> tuple[list[Any], list[torch.Tensor]]:
+        inputs, leaves = [], []
+        for f in self.feed_ids:
+            value = _cut(self.values[f], self.dims(f), self.shapes, region)
+            if with_grad and f in self.grad_feeds:
+                value = value.detach().requires_grad_()
+                leaves.append(value)
+            elif isinstance(value, torch.Tensor):
+                value = value.detach()
+            inputs.append(value)
+        return inputs, leaves
+
+    def partials(self, inputs: list[Any]) -> list[list[torch.Tensor]]:
+        flat = list(self.parts.one_slice(self.step, *inputs))
+        grouped, at = [], 0
+        for width in self.parts.widths:
+            grouped.append(flat[at : at + width])
+            at += width
+        return grouped
+
+    def accumulator_region(self, accumulator: Accumulator, region: Region) -> tuple:
+        keys = self.shapes.axes(self.dims(accumulator.node))
+        return tuple(region.get(k, slice(None)) if k is not None else slice(None) for k in keys)
+
+    # ---- accumulating -----------------------------------------------------------------
+
+    def start(self) -> list[list[torch.Tensor | None]]:
+        return [[None] * w for w in self.parts.widths]
+
+    def add(
+        self,
+        totals: list[list[torch.Tensor | None]],
+        partials: list[list[torch.Tensor]],
+        region: Region,
+    ) -> None:
+        for accumulator, kept, new in zip(self.level.accumulators, totals, partials, strict=True):
+            index = self.accumulator_region(accumulator, region)
+            for i, part in enumerate(new):
+                part = part.detach()
+                if kept[i] is None:
+                    shape = self.shapes.shape(self.dims(accumulator.node))
+                    initial = _INITIAL.get(accumulator.combine)
+                    kept[i] = (
+                        torch.empty(shape, dtype=part.dtype, device=part.device)
+                        if initial is None
+                        else torch.full(shape, initial, dtype=part.dtype, device=part.device)
+                    )
+                whole = kept[i]
+                assert whole is not None
+                whole[index] = _combine(accumulator.combine, whole[index], part)
+
+    def finals(self, accumulated: tuple[torch.Tensor, ...]) -> list[torch.Tensor]:
+        return list(accumulated)
+
+    def values_of(self, totals: list[list[torch.Tensor | None]]) -> list[torch.Tensor]:
+        """Each accumulator's value: a mean is its sum over its count."""
+        out = []
+        for accumulator, kept in zip(self.level.accumulators, totals, strict=True):
+            if accumulator.combine == "mean":
+                total, count = kept
+                assert total is not None and count is not None
+                out.append(total / torch.clamp(count, min=1))
+            else:
+                assert kept[0] is not None
+                out.append(kept[0])
+        return out
+
+    # ---- gradients ----------------------------------------------------------------------
+
+    def coefficients(self, args: tuple[Any, ...]) -> list[torch.Tensor | None]:
+        """d loss / d accumulated value, from the finish graph (affine in them, so any value
+        of theirs gives the same): the one-pass cotangents of the slices."""
+        zeros = []
+        for accumulator in self.level.accumulators:
+            shape = self.shapes.shape(self.dims(accumulator.node))
+            zeros.append(
+                torch.zeros(
+                    shape, dtype=self.step.dtype, device=self.step.device, requires_grad=True
+                )
+            )
+        computed = [self.values[f] for f in self.parts.computed_feeds]
+        with torch.enable_grad():
+            detached = [c.detach() if isinstance(c, torch.Tensor) else c for c in computed]
+            loss = self.parts.finish_eager(*args, *detached, *zeros)[0]
+            if not loss.requires_grad:
+                return [None] * len(zeros)
+            grads = torch.autograd.grad(loss, zeros, allow_unused=True)
+        return [None if g is None else g.detach() for g in grads]
+
+    def new_gradients(self) -> list[torch.Tensor]:
+        buffers = []
+        for f in self.grad_feeds:
+            value = self.values[f]
+            sliced = any(
+                k is not None and k in self.tiles[0] for k in self.shapes.axes(self.dims(f))
+            )
+            dtype = value.dtype if sliced else torch.promote_types(value.dtype, torch.float32)
+            buffers.append(torch.zeros(value.shape, dtype=dtype, device=value.device))
+        return buffers
+
+    def backprop(
+        self,
+        region: Region,
+        partials: list[list[torch.Tensor]],
+        cotangents: list[list[torch.Tensor | None]],
+        leaves: list[torch.Tensor],
+        gradients: list[torch.Tensor],
+    ) -> None:
+        outputs, grads_out = [], []
+        for parts, cots in zip(partials, cotangents, strict=True):
+            for part, cot in zip(parts, cots, strict=True):
+                if cot is not None and part.requires_grad:
+                    outputs.append(part)
+                    grads_out.append(cot.expand_as(part) if cot.shape != part.shape else cot)
+        if not outputs or not leaves:
+            return
+        found = torch.autograd.grad(outputs, leaves, grads_out, allow_unused=True)
+        for f, buffer, grad in zip(self.grad_feeds, gradients, found, strict=True):
+            if grad is None:
+                continue
+            index = tuple(
+                region.get(k, slice(None)) if k is not None else slice(None)
+                for k in self.shapes.axes(self.dims(f))
+            )
+            if buffer.dim() == 0:
+                buffer += grad.to(buffer.dtype)
+            else:
+                buffer[index] += grad.to(buffer.dtype)
+
+
+def _combine(how: str, whole: torch.Tensor, part: torch.Tensor) -> torch.Tensor:
+    if how in ("sum", "mean"):
+        return whole + part
+    if how == "max":
+        return torch.maximum(whole, part)
+    if how == "min":
+        return torch.minimum(whole, part)
+    if how == "logsumexp":
+        return torch.logaddexp(whole, part)
+    return part  # collect: each slice writes its own region
+
+
+class _OnePass(torch.autograd.Function):
+    """Values and input gradients slice by slice; the backward scales the stored gradients."""
+
+    @staticmethod
+    def forward(ctx, run: _SliceRun, coefficients: list, *feeds: torch.Tensor):  # type: ignore[override]
+        gradients = run.new_gradients()
+        totals = run.start()
+        wide_loss = torch.zeros((), dtype=run.step.dtype, device=run.step.device)
+        for region in run.tiles:
+            with torch.enable_grad():
+                inputs, leaves = run.slice_inputs(region, with_grad=True)
+                partials = run.partials(inputs)
+                cotangents = []
+                for accumulator, parts, c in zip(
+                    run.level.accumulators, partials, coefficients, strict=True
+                ):
+                    if c is None:
+                        cotangents.append([None] * len(parts))
+                        continue
+                    index = run.accumulator_region(accumulator, region)
+                    cotangents.append([c[index]] + [None] * (len(parts) - 1))
+                run.backprop(region, partials, cotangents, leaves, gradients)
+            run.add(totals, partials, region)
+        values = run.values_of(totals)
+        for value, c in zip(values, coefficients, strict=True):
+            if c is not None:
+                wide_loss = wide_loss + (value * c).sum()
+        ctx.gradients = gradients
+        ctx.mark_non_differentiable(*values)
+        return (wide_loss, *values)
+
+    @staticmethod
+    def backward(ctx, grad_loss, *unused):  # type: ignore[override]
+        return (None, None, *(g * grad_loss.to(g.dtype) for g in ctx.gradients))
+
+
+class _TwoPass(torch.autograd.Function):
+    """Values slice by slice; the backward computes each slice again with its gradients."""
+
+    @staticmethod
+    def forward(ctx, run: _SliceRun, *feeds: torch.Tensor):  # type: ignore[override]
+        totals = run.start()
+        for region in run.tiles:
+            inputs, _ = run.slice_inputs(region, with_grad=False)
+            run.add(totals, run.partials(inputs), region)
+        values = run.values_of(totals)
+        ctx.run = run
+        ctx.totals = totals
+        ctx.values = values
+        return tuple(values)
+
+    @staticmethod
+    def backward(ctx, *grads):  # type: ignore[override]
+        run: _SliceRun = ctx.run
+        gradients = run.new_gradients()
+        for region in run.tiles:
+            with torch.enable_grad():
+                inputs, leaves = run.slice_inputs(region, with_grad=True)
+                partials = run.partials(inputs)
+                cotangents = [
+                    _slice_cotangent(run, acc, parts, kept, value, grad, region)
+                    for acc, parts, kept, value, grad in zip(
+                        run.level.accumulators,
+                        partials,
+                        ctx.totals,
+                        ctx.values,
+                        grads,
+                        strict=True,
+                    )
+                ]
+                run.backprop(region, partials, cotangents, leaves, gradients)
+        return (None, *gradients)
+
+
+def _slice_cotangent(
+    run: _SliceRun,
+    accumulator: Accumulator,
+    parts: list[torch.Tensor],
+    kept: list[torch.Tensor | None],
+    value: torch.Tensor,
+    grad: torch.Tensor | None,
+    region: Region,
+) -> list[torch.Tensor | None]:
+    if grad is None:
+        return [None] * len(parts)
+    index = run.accumulator_region(accumulator, region)
+    g = grad[index]
+    how = accumulator.combine
+    if how == "mean":
+        count = kept[1]
+        assert count is not None
+        return [g / torch.clamp(count[index], min=1), None]
+    if how in ("max", "min"):
+        return [g * (parts[0].detach() == value[index])]
+    if how == "logsumexp":
+        whole = value[index]
+        share = torch.exp(parts[0].detach() - whole)
+        return [g * torch.where(torch.isneginf(whole), 0.0, share)]
+    return [g]
