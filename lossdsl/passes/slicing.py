@@ -79,13 +79,13 @@ def plan_slices(ir: SpecIR) -> tuple[SlicePlan | None, list[Diagnostic]]:
     """The slicing plan of a spec (run on `means_as_sums(ir)`), or E205 naming the node that
     prevents slicing."""
     mixed_anywhere = {d for node in ir.nodes for d in _mixed_dims(ir, node)}
-    sliced = [
-        spec
-        for spec in ir.inputs
-        if any(d in mixed_anywhere for d in spec.dims)
-        and any(_is_dim(d) and d not in mixed_anywhere for d in spec.dims)
-    ]
+    wide_inputs = [s for s in ir.inputs if any(d in mixed_anywhere for d in s.dims)]
+    sliced = [s for s in wide_inputs if any(_is_dim(d) and d not in mixed_anywhere for d in s.dims)]
     if not sliced:
+        several = [s for s in wide_inputs if sum(map(_is_dim, s.dims)) > 1]
+        if several:
+            everything = _depending_on({s.node for s in several}, ir)
+            return None, [_everything_mixed(ir, several[0].name, everything)]
         return None, [_nothing_to_slice(ir)]
     varying = _depending_on({ir.input(s.name).node for s in sliced}, ir)
     mixed = {d for node in ir.nodes if node.id in varying for d in _mixed_dims(ir, node)}

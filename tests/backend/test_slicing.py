@@ -1,0 +1,279 @@
+"""Sliced execution (`chunk=`): the values and gradients of the unsliced module, slice by slice.
+
+Every spec of the standard library that can be sliced runs here on small random inputs with
+ragged masks and an all-masked sequence, at slice sizes that divide the rows, do not, cut
+sequences into tokens, and hold everything at once.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+
+import pytest
+import torch
+from torch.utils._python_dispatch import TorchDispatchMode
+
+import lossdsl
+from lossdsl.diagnostics import LossSpecError
+
+B, T, V, N, H = 3, 5, 11, 13, 6
+SIZES = {"B": B, "T": T, "V": V, "C": V, "N": N, "H": H}
+
+
+def random_inputs(fn, dtype=torch.float64, seed=0, leading=(N,)) -> dict:
+    """Inputs of a loaded spec, drawn to fit each input's declared dims and range: class
+    indices in range (a few ignored, -100, where the range allows), ragged bool masks with
+    one all-masked row, log-probabilities <= 0."""
+    g = torch.Generator().manual_seed(seed)
+    made = {}
+    for spec in fn.SPEC["inputs"]:
+        if spec["default"] is not None and spec["dtype"] == "bool":
+            continue
+        shape = [d for dim in spec["dims"] for d in (leading if dim == "..." else [dim])]
+        shape = [SIZES[d] if isinstance(d, str) else d for d in shape]
+        name = spec["name"]
+        if spec["dtype"] == "bool":
+            mask = torch.rand(shape, generator=g) > 0.3
+            if mask.dim() >= 2:
+                mask[1] = False  # an all-masked sequence
+            made[name] = mask
+        elif spec["dtype"] == "int":
+            values = torch.randint(0, V, shape, generator=g)
+            declared = fn.ir.input(name).range
+            if name in ("target", "labels") and (declared is None or declared.lo == -100):
+                values[..., 1] = -100  # the ignore index
+            made[name] = values
+        else:
+            value = torch.randn(shape, dtype=dtype, generator=g)
+            if "logp" in name or name == "input" and fn.SPEC["name"] == "nll":
+                value = -value.abs()
+            made[name] = value.requires_grad_(spec["grad"])
+    return made
+
+
+def copies(inputs: dict) -> dict:
+    return {
+        k: v.detach().clone().requires_grad_(v.requires_grad) if v.is_floating_point() else v
+        for k, v in inputs.items()
+    }
+
+
+def assert_same_run(reference, sliced, inputs: dict, tolerance: float, **call) -> None:
+    a, b = copies(inputs), copies(inputs)
+    expected, got = reference(**a, **call), sliced(**b, **call)
+    expected.loss.backward()
+    got.loss.backward()
+    close = dict(atol=tolerance, rtol=tolerance, equal_nan=True)
+    torch.testing.assert_close(got.loss, expected.loss, **close)
+    for group in ("terms", "weights", "metrics"):
+        for name, value in getattr(expected, group).items():
+            torch.testing.assert_close(getattr(got, group)[name], value, **close, msg=name)
+    for name, value in a.items():
+        if value.requires_grad:
+            assert b[name].grad is not None, name
+            torch.testing.assert_close(b[name].grad, value.grad, **close, msg=name)
+
+
+CASES = [
+    ("cross_entropy", {}),
+    ("cross_entropy", {"label_smoothing": 0.1}),
+    ("nll", {}),
+    ("sft_nll", {}),
+    ("sft_nll", {"label_smoothing": 0.2}),
+    ("distill_kl", {"direction": "forward"}),
+    ("distill_kl", {"direction": "reverse", "temperature": 2.0}),
+    ("curriculum", {}),
+    ("multi_objective", {}),
+    *[
+        ("ppo", {"agg": agg})
+        for agg in (
+            "token_mean",
+            "seq_mean_token_mean",
+            "seq_mean_token_sum",
+            "seq_mean_token_sum_norm",
+        )
+    ],
+    ("ppo", {"dual_clip": "off"}),
+]
+
+
+@pytest.mark.parametrize("chunk", [1, 4, 7, 1000])
+@pytest.mark.parametrize("name, params", CASES, ids=[f"{n}-{p}" for n, p in CASES])
+def test_sliced_equals_unsliced_in_float64(name: str, params: dict, chunk: int) -> None:
+    reference = lossdsl.load(name, params=params)
+    sliced = lossdsl.load(name, params=params, chunk=chunk)
+    assert_same_run(reference, sliced, random_inputs(reference), 1e-10, step=7)
+
+
+@pytest.mark.parametrize("name", ["cross_entropy", "sft_nll", "ppo"])
+def test_sliced_equals_unsliced_in_float32(name: str) -> None:
+    reference = lossdsl.load(name)
+    sliced = lossdsl.load(name, chunk=4)
+    assert_same_run(reference, sliced, random_inputs(reference, torch.float32), 1e-5)
+
+
+HEAD = """
+loss head_ce
+input hidden : float[N, H] grad
+input head   : float[V, H] grad
+input bias   : float[V] grad
+input target : int[N] in [-100, V)
+param z_coef = 1e-4 in [0, inf)
+let valid  = target != -100
+let logits = matmul(hidden, head, dim=H) + bias
+term ce = mean(-gather(log_softmax(logits, dim=V), where(valid, target, 0), dim=V), where=valid)
+term z  = mean(square(logsumexp(logits, dim=V)), where=valid)
+minimize ce + z_coef * z
+metric accuracy = mean(argmax(logits, dim=V) == target, where=valid)
+"""
+
+
+def head_inputs(dtype=torch.float64, rows=N) -> dict:
+    g = torch.Generator().manual_seed(3)
+    target = torch.randint(0, V, (rows,), generator=g)
+    target[::4] = -100
+    return {
+        "hidden": torch.randn(rows, H, dtype=dtype, generator=g).requires_grad_(),
+        "head": torch.randn(V, H, dtype=dtype, generator=g).requires_grad_(),
+        "bias": torch.randn(V, dtype=dtype, generator=g).requires_grad_(),
+        "target": target,
+    }
+
+
+@pytest.mark.parametrize("chunk", [1, 2, 5, N, 64])
+def test_a_fused_linear_head_gives_the_unsliced_values_and_gradients(chunk: int) -> None:
+    reference = lossdsl.load_text(HEAD)
+    sliced = lossdsl.load_text(HEAD, chunk=chunk)
+    assert_same_run(reference, sliced, head_inputs(), 1e-10)
+
+
+def test_the_head_matches_torch_cross_entropy_of_the_full_logits() -> None:
+    inputs = head_inputs()
+    out = lossdsl.load_text(HEAD, chunk=4)(**inputs)
+    logits = inputs["hidden"] @ inputs["head"].T + inputs["bias"]
+    expected = torch.nn.functional.cross_entropy(logits, inputs["target"], ignore_index=-100)
+    torch.testing.assert_close(out.terms["ce"], expected.detach(), rtol=1e-12, atol=1e-12)
+
+
+def test_bf16_hidden_states_and_head_accumulate_their_gradients_in_float32() -> None:
+    exact = head_inputs(torch.float64, rows=64)
+    low = {
+        k: v.detach().to(torch.bfloat16).requires_grad_(v.requires_grad)
+        if v.is_floating_point()
+        else v
+        for k, v in exact.items()
+    }
+    reference = lossdsl.load_text(HEAD)
+    reference(**exact).loss.backward()
+    sliced = lossdsl.load_text(HEAD, chunk=3)
+    sliced(**low).loss.backward()
+    for name in ("hidden", "head", "bias"):
+        grad = low[name].grad
+        assert grad.dtype == torch.bfloat16
+        torch.testing.assert_close(grad.double(), exact[name].grad, rtol=2e-2, atol=2e-2)
+
+
+PAIRS = """
+loss pairs
+input chosen   : float[B, T, V] grad
+input tokens   : int[B, T] in [0, V)
+input mask     : bool[B, T]
+input ref_logp : float[B]
+param beta = 0.5 in (0, inf)
+let seq = sum(gather(log_softmax(chosen, dim=V), tokens, dim=V), dim=T, where=mask)
+term dpo = mean(-logsigmoid(beta * (seq - ref_logp)))
+metric top = max(chosen)
+metric per_token = gather(log_softmax(chosen, dim=V), tokens, dim=V)
+"""
+
+
+@pytest.mark.parametrize("chunk", [1, 2, 4, T, 2 * T, 100])
+def test_per_sequence_sums_cut_across_slices_take_two_passes_with_the_same_result(chunk):
+    reference = lossdsl.load_text(PAIRS)
+    sliced = lossdsl.load_text(PAIRS, chunk=chunk)
+    assert_same_run(reference, sliced, random_inputs(reference), 1e-10)
+
+
+class LargestTensor(TorchDispatchMode):
+    """The largest number of elements any op produced while active."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.largest = 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        for t in out if isinstance(out, tuple | list) else (out,):
+            if isinstance(t, torch.Tensor):
+                self.largest = max(self.largest, t.numel())
+        return out
+
+
+def test_no_intermediate_is_larger_than_a_slice_of_the_logits_or_the_callers_tensors():
+    rows = 96
+    inputs = head_inputs(torch.float32, rows=rows)
+    sliced = lossdsl.load_text(HEAD, chunk=8)
+    with LargestTensor() as seen:
+        sliced(**inputs).loss.backward()
+    callers = max(inputs["hidden"].numel(), inputs["head"].numel())
+    assert seen.largest <= max(8 * V, callers)
+    with LargestTensor() as unsliced:
+        lossdsl.load_text(HEAD)(**head_inputs(torch.float32, rows=rows)).loss.backward()
+    assert unsliced.largest >= rows * V  # what slicing avoids: the whole logits
+
+
+def test_chunk_auto_picks_slices_that_bound_the_widest_block() -> None:
+    from lossdsl.backend.slicing import AUTO_SLICE_BYTES, _Shapes
+
+    sliced = lossdsl.load_text(HEAD, chunk="auto")
+    graph = sliced._graph
+    inputs = head_inputs(torch.float32, rows=40)
+    shapes = _Shapes(graph.ir, tuple(inputs[s.name] for s in graph.ir.inputs))
+    rows = graph.rows_per_slice(shapes)
+    assert rows * V * 4 <= AUTO_SLICE_BYTES and rows >= 1
+    assert_same_run(lossdsl.load_text(HEAD), sliced, inputs, 1e-5)
+
+
+def test_chunk_n_on_a_spec_that_cannot_be_sliced_is_e205_at_load() -> None:
+    spec = """
+loss batch_softmax
+input logits : float[B, V] grad
+term t = mean(softmax(log_softmax(logits, dim=V), dim=B))
+"""
+    with pytest.raises(LossSpecError) as caught:
+        lossdsl.load_text(spec, chunk=4)
+    assert [d.code for d in caught.value.diagnostics] == ["E205"]
+    with pytest.warns(lossdsl.LossSpecWarning, match="runs unsliced"):
+        fn = lossdsl.load_text(spec, chunk="auto")
+    logits = torch.randn(B, V, requires_grad=True)
+    fn(logits=logits).loss.backward()
+    assert logits.grad is not None
+
+
+@pytest.mark.parametrize("chunk", [0, -3, 2.5, "big", True])
+def test_a_chunk_that_is_not_a_row_count_is_an_input_error(chunk) -> None:
+    with pytest.raises(lossdsl.InputError, match="chunk"):
+        lossdsl.load("cross_entropy", chunk=chunk)
+
+
+def test_compiled_slices_compile_each_graph_once_across_slices_and_shapes() -> None:
+    from torch._dynamo.utils import counters
+
+    torch._dynamo.reset()
+    counters.clear()
+    reference = lossdsl.load_text(HEAD)
+    sliced = lossdsl.load_text(HEAD, chunk=5, compile=True, backend="aot_eager")
+    for rows in (13, 11, 23, 17):  # 11 and 17 leave uneven last slices
+        assert_same_run(reference, sliced, head_inputs(torch.float32, rows=rows), 1e-5)
+    assert counters["stats"]["unique_graphs"] == 3  # feeds, one slice, finish
+
+
+@pytest.mark.inductor
+def test_sliced_ppo_runs_under_inductor() -> None:
+    reference = lossdsl.load("ppo")
+    sliced = lossdsl.load("ppo", chunk=4, compile=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        assert_same_run(reference, sliced, random_inputs(reference, torch.float32), 1e-5)
+    assert math.isfinite(float(sliced(**random_inputs(reference, torch.float32)).loss.detach()))
