@@ -32,11 +32,16 @@ def check(spec: str | Path) -> list[Diagnostic]:
     return check_reference(spec).diagnostics
 
 
-def build_ir(spec: str | Path, choices: dict[str, str] | None = None) -> SpecIR:
-    """The checked IR of a spec; raises `LossSpecError` with every error found."""
+def build_ir(
+    spec: str | Path,
+    choices: dict[str, str] | None = None,
+    computed: frozenset[str] = frozenset(),
+) -> SpecIR:
+    """The checked IR of a spec (of the variant computing the derived inputs `computed`);
+    raises `LossSpecError` with every error found."""
     from lossdsl.passes import check_reference
 
-    return check_reference(spec, choices).raise_for_errors()
+    return check_reference(spec, choices, computed).raise_for_errors()
 
 
 def load(
@@ -60,8 +65,8 @@ def load(
 
         return load_exported(Path(spec), params)
 
-    def rebuild(choices: dict[str, str]) -> SpecIR:
-        return _cached_ir(spec, choices, backend, mode)
+    def rebuild(choices: dict[str, str], computed: frozenset[str] = frozenset()) -> SpecIR:
+        return _cached_ir(spec, choices, backend, mode, computed)
 
     choices = {k: v for k, v in (params or {}).items() if isinstance(v, str)}
     ir = rebuild(choices)
@@ -84,8 +89,8 @@ def load_text(
     from lossdsl.backend.module import LossModule
     from lossdsl.passes import check_text
 
-    def rebuild(choices: dict[str, str]) -> SpecIR:
-        return check_text(text, file, Path.cwd(), choices).raise_for_errors()
+    def rebuild(choices: dict[str, str], computed: frozenset[str] = frozenset()) -> SpecIR:
+        return check_text(text, file, Path.cwd(), choices, computed).raise_for_errors()
 
     ir = rebuild({})
     warn_about(ir)
@@ -106,14 +111,19 @@ def warn_about(ir: SpecIR) -> None:
 
 
 def _cached_ir(
-    spec: str | Path, choices: dict[str, str], backend: object, mode: str | None
+    spec: str | Path,
+    choices: dict[str, str],
+    backend: object,
+    mode: str | None,
+    computed: frozenset[str] = frozenset(),
 ) -> SpecIR:
     """The checked IR, from the on-disk cache when this exact spec was built before."""
     path = Path(spec) if isinstance(spec, Path) else resolve_reference(spec)
-    key = cache.cache_key(path, choices, backend, mode) if path and path.is_file() else None
+    variant = {**choices, " computed": ",".join(sorted(computed))}
+    key = cache.cache_key(path, variant, backend, mode) if path and path.is_file() else None
     ir = cache.load_ir(key) if key else None
     if ir is None:
-        ir = build_ir(spec, choices)
+        ir = build_ir(spec, choices, computed)
         if key:
             cache.store_ir(key, ir)
     return ir

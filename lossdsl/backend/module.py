@@ -14,7 +14,8 @@ from lossdsl.backend.metadata import spec_metadata
 from lossdsl.ir import SpecIR
 from lossdsl.runtime.core import LossRuntime
 
-Rebuild = Callable[[dict[str, str]], SpecIR]
+# (static choices, derived inputs to compute) -> the checked IR of that variant
+Rebuild = Callable[[dict[str, str], frozenset[str]], SpecIR]
 
 
 class LossModule(LossRuntime, nn.Module):
@@ -34,27 +35,66 @@ class LossModule(LossRuntime, nn.Module):
         self._rebuild = rebuild
         self._compile_options = (compile, backend, mode)
         self._chunk = _checked_chunk(chunk)
+        self._variants: dict[tuple, tuple] = {}
         self._install(ir)
         choices = {k: v for k, v in (params or {}).items() if k in self.SPEC["choices"]}
         if choices:
-            self._install(rebuild({**self.choices, **choices}))
+            self._install(rebuild({**self.choices, **choices}, frozenset(ir.computed)))
         self._init_runtime(
             {k: v for k, v in (params or {}).items() if k not in choices}, compiled=compile
         )
 
     def _install(self, ir: SpecIR) -> None:
-        self.ir = ir
-        self.SPEC = spec_metadata(ir)
-        self.graph_module = lower(ir)
-        compile, backend, mode = self._compile_options
-        graph = self.graph_module
-        sliced = self._sliced(ir) if self._chunk is not None else None
-        if sliced is not None:
-            graph = sliced
-        elif compile:
-            graph = torch.compile(self.graph_module, backend=backend, mode=mode)
+        key = (tuple(sorted((c.name, c.value) for c in ir.choices)), frozenset(ir.computed))
+        if key not in self._variants:
+            graph_module = lower(ir)
+            compile, backend, mode = self._compile_options
+            graph: Any = graph_module
+            sliced = self._sliced(ir) if self._chunk is not None else None
+            if sliced is not None:
+                graph = sliced
+            elif compile:
+                graph = torch.compile(graph_module, backend=backend, mode=mode)
+            self._variants[key] = (ir, spec_metadata(ir), graph_module, graph)
+        self.ir, self.SPEC, self.graph_module, graph = self._variants[key]
         # Not a submodule: the graph holds no state, and `graph_module` is registered.
         self.__dict__["_graph"] = graph
+
+    def forward(
+        self, step: Any = 0, params: dict[str, Any] | None = None, **inputs: torch.Tensor
+    ) -> Any:
+        derivations = self.ir.derivations
+        if derivations.reads:
+            computed = derivations.computed_for(inputs)
+            if computed != frozenset(self.ir.computed):
+                self._install(self._rebuild(self.choices, computed))
+            self._check_variant_inputs(inputs)
+        return super().forward(step, params, **inputs)
+
+    def _check_variant_inputs(self, inputs: dict[str, Any]) -> None:
+        """Derived inputs: say which inputs a call leaves unused, or what else it could pass."""
+        from lossdsl.runtime.core import InputError
+
+        derivations = self.ir.derivations
+        used = {i["name"] for i in self.SPEC["inputs"]}
+        unused = sorted(n for n in inputs if n in derivations.inputs and n not in used)
+        if unused:
+            passed = sorted(n for n in derivations.reads if n in inputs)
+            raise InputError(
+                f"{self.SPEC['name']} does not read {_names(unused)} when "
+                f"{_names(passed) or 'these inputs'} {'is' if len(passed) == 1 else 'are'} "
+                "passed; pass one or the other"
+            )
+        missing = [
+            i["name"] for i in self.SPEC["inputs"] if i["name"] not in inputs and i["default"] is None
+        ]
+        if missing:
+            instead = derivations.alternatives(missing)
+            raise InputError(
+                f"missing input{'s' if len(missing) > 1 else ''} {_names(missing)} of "
+                f"{self.SPEC['name']}"
+                + (f" (or pass {_names(instead, 'or')} instead)" if instead else "")
+            )
 
     def _sliced(self, ir: SpecIR) -> Any:
         """The graph that runs in slices of rows, or None where the spec has nothing to slice
@@ -91,7 +131,7 @@ class LossModule(LossRuntime, nn.Module):
                 f"`{name}` must be one of {', '.join(map(repr, spec['choices']))}, got {value!r}"
             )
         floats = self._param_floats  # a rebuild keeps the numeric params as they are
-        self._install(self._rebuild({**self.choices, name: value}))
+        self._install(self._rebuild({**self.choices, name: value}, frozenset(self.ir.computed)))
         self._param_floats = floats
 
     @property
@@ -101,6 +141,13 @@ class LossModule(LossRuntime, nn.Module):
 
     def extra_repr(self) -> str:
         return f"spec={self.SPEC['name']!r}, compiled={self._compiled}"
+
+
+def _names(names: list[str], joint: str = "and") -> str:
+    quoted = [f"`{n}`" for n in names]
+    if len(quoted) < 2:
+        return "".join(quoted)
+    return ", ".join(quoted[:-1]) + f" {joint} " + quoted[-1]
 
 
 def _checked_chunk(chunk: int | str | None) -> int | str | None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -99,6 +100,50 @@ class NamedValue(_Frozen):
     span: Span
 
 
+class Derivations(_Frozen):
+    """Derived inputs (`input logits : … = matmul(hidden, head, dim=H)`): what each one's
+    expression reads, what the rest of the spec reads, and every declared input. Enough to
+    pick a call's variant from the names it passes, with no parser at run time."""
+
+    reads: dict[str, tuple[str, ...]] = Field(default_factory=dict)
+    outside: tuple[str, ...] = ()
+    inputs: tuple[str, ...] = ()
+
+    def computed_for(self, given: Iterable[str]) -> frozenset[str]:
+        """The derived inputs a call passing `given` computes: those it does not pass that a
+        kept declaration, or another computed derivation, reads."""
+        candidates = {name for name in self.reads if name not in set(given)}
+        computed: set[str] = set()
+        pending = [name for name in candidates if name in self.outside]
+        while pending:
+            name = pending.pop()
+            if name not in computed:
+                computed.add(name)
+                pending += [n for n in self.reads[name] if n in candidates]
+        return frozenset(computed)
+
+    def kept_inputs(self, computed: frozenset[str]) -> set[str]:
+        """The inputs of the variant computing `computed`: every input but the computed ones
+        and those only derivations read, unless a computed derivation reads them."""
+        only_derivations = {n for names in self.reads.values() for n in names} - set(self.outside)
+        kept = {n for n in self.inputs if n not in computed and n not in only_derivations}
+        for name in computed:
+            kept |= {n for n in self.reads[name] if n not in computed and n in self.inputs}
+        return kept
+
+    def alternatives(self, missing: Iterable[str]) -> list[str]:
+        """Derived inputs whose derivation reads a missing input, directly or through other
+        derived inputs: passing one of them instead would do."""
+        lacking = set(missing)
+        found: set[str] = set()
+        grew = True
+        while grew:
+            more = {n for n, names in self.reads.items() if (lacking | found) & set(names)}
+            grew = not more <= found
+            found |= more
+        return sorted(found)
+
+
 class SpecIR(_Frozen):
     name: str
     doc: str | None = None
@@ -117,6 +162,8 @@ class SpecIR(_Frozen):
     sources: dict[str, str] = Field(default_factory=dict)  # file -> text, for fixes
     properties: dict[str, dict[str, str]] = Field(default_factory=dict)  # per term
     warnings: tuple[str, ...] = ()  # the check's warnings, rendered, for `lossdsl.load`
+    derivations: Derivations = Field(default_factory=Derivations)
+    computed: tuple[str, ...] = ()  # the derived inputs this variant computes
 
     def node(self, node_id: int) -> Node:
         return self.nodes[node_id]

@@ -8,12 +8,14 @@ from pathlib import Path
 
 from lossdsl.diagnostics import Diagnostic, LossSpecError, has_errors
 from lossdsl.ir import SpecIR, build
-from lossdsl.ir.loader import display_name, load_text, resolve_reference
+from lossdsl.ir.derived import check_types, derivations, derived_inputs, variant
+from lossdsl.ir.loader import Loaded, display_name, load_text, resolve_reference
 from lossdsl.passes.cse import share_common_subexpressions
 from lossdsl.passes.hazards import find_hazards
 from lossdsl.passes.properties import prove_properties
 from lossdsl.passes.rewrites import rewrite_for_stability
 from lossdsl.passes.suppress import suppress
+from lossdsl.syntax import ast
 
 Pass = Callable[[SpecIR], tuple[SpecIR, list[Diagnostic]]]
 
@@ -48,18 +50,21 @@ def check_text(
     file: str = "<string>",
     base: Path | None = None,
     choices: dict[str, str] | None = None,
+    computed: frozenset[str] | None = None,
 ) -> Checked:
+    """Check a spec's text. `computed` names the derived inputs to compute (a variant,
+    ir/derived.py); by default the spec as written is checked, with its derived inputs
+    passed, and the variant that computes every one of them too (their diagnostics are
+    reported with the first's; the IR returned is the first's)."""
     loaded = load_text(text, file, base)
     diagnostics = list(loaded.diagnostics)
     ir = None
     if loaded.spec is not None and not has_errors(diagnostics):
-        ir, found = build(loaded.spec, loaded.used, choices)
-        diagnostics += found
-    if ir is not None:
-        ir = ir.model_copy(update={"sources": loaded.sources})
-        for run_pass in PIPELINE:
-            ir, found = run_pass(ir)
-            diagnostics += found
+        variants = [computed] if computed is not None else _variants_to_check(loaded.spec)
+        for index, variant in enumerate(variants):
+            found_ir, found = _checked_variant(loaded, variant, choices)
+            diagnostics += [d for d in found if d not in diagnostics]
+            ir = found_ir if index == 0 else ir
     diagnostics = _sorted(suppress(diagnostics, loaded.sources))  # `# lossdsl: allow` comments
     if ir is not None:  # kept with the IR (and its cache), so every load can repeat them
         warnings = [d for d in diagnostics if d.severity == "warning"]
@@ -68,7 +73,40 @@ def check_text(
     return Checked(ir, diagnostics, loaded.sources, file)
 
 
-def check_reference(ref: str | Path, choices: dict[str, str] | None = None) -> Checked:
+def _variants_to_check(spec: ast.SpecAST) -> list[frozenset[str]]:
+    every = frozenset(derived_inputs(spec))
+    return [frozenset(), every] if every else [frozenset()]
+
+
+def _checked_variant(
+    loaded: Loaded, computed: frozenset[str], choices: dict[str, str] | None
+) -> tuple[SpecIR | None, list[Diagnostic]]:
+    assert loaded.spec is not None
+    spec = variant(loaded.spec, computed)
+    ir, diagnostics = build(spec, loaded.used, choices)
+    if ir is None:
+        return None, diagnostics
+    diagnostics += check_types(loaded.spec, ir, computed)
+    if has_errors(diagnostics):
+        return None, diagnostics
+    ir = ir.model_copy(
+        update={
+            "sources": loaded.sources,
+            "derivations": derivations(loaded.spec),
+            "computed": tuple(sorted(computed)),
+        }
+    )
+    for run_pass in PIPELINE:
+        ir, found = run_pass(ir)
+        diagnostics += found
+    return ir, diagnostics
+
+
+def check_reference(
+    ref: str | Path,
+    choices: dict[str, str] | None = None,
+    computed: frozenset[str] | None = None,
+) -> Checked:
     """Check a spec given as a path or a standard-library name."""
     path = ref if isinstance(ref, Path) else resolve_reference(ref)
     if path is None or not Path(path).is_file():
@@ -77,7 +115,7 @@ def check_reference(ref: str | Path, choices: dict[str, str] | None = None) -> C
         message = f"no spec `{ref}`: not a file, nor a name in the standard library"
         return Checked(None, [Diagnostic("E105", message, UNKNOWN_SPAN)])
     path = Path(path)
-    return check_text(path.read_text(), display_name(path), path.parent, choices)
+    return check_text(path.read_text(), display_name(path), path.parent, choices, computed)
 
 
 def _sorted(diagnostics: list[Diagnostic]) -> list[Diagnostic]:
