@@ -37,6 +37,10 @@ class LossModule(LossRuntime, nn.Module):
         self._chunk = _checked_chunk(chunk)
         self._variants: dict[tuple, tuple] = {}
         self._install(ir)
+        if self._chunk is not None and ir.derivations.reads:
+            # E205 at load: the variant that derives everything is the one with most to slice
+            every = frozenset(ir.derivations.reads)
+            self._sliced(rebuild(self.choices, every), required=True)
         choices = {k: v for k, v in (params or {}).items() if k in self.SPEC["choices"]}
         if choices:
             self._install(rebuild({**self.choices, **choices}, frozenset(ir.computed)))
@@ -96,15 +100,18 @@ class LossModule(LossRuntime, nn.Module):
                 + (f" (or pass {_names(instead, 'or')} instead)" if instead else "")
             )
 
-    def _sliced(self, ir: SpecIR) -> Any:
-        """The graph that runs in slices of rows, or None where the spec has nothing to slice
-        and `chunk="auto"` (a warning says why); E205 with `chunk=N`."""
+    def _sliced(self, ir: SpecIR, required: bool = False) -> Any:
+        """The graph that runs in slices of rows, or None where the spec cannot be sliced and
+        `chunk="auto"` (a warning says why); E205 with `chunk=N`. A variant with nothing to
+        slice (log-probs passed, not logits) runs as it is when another variant has some."""
         from lossdsl.api import LossSpecWarning
         from lossdsl.backend.slicing import SlicedGraph
         from lossdsl.diagnostics import LossSpecError
-        from lossdsl.passes.slicing import means_as_sums, plan_slices
+        from lossdsl.passes.slicing import has_wide_inputs, means_as_sums, plan_slices
 
         prepared = means_as_sums(ir)
+        if not required and ir.derivations.reads and not has_wide_inputs(prepared):
+            return None
         plan, problems = plan_slices(prepared)
         if problems:
             if self._chunk != "auto":

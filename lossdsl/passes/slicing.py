@@ -78,9 +78,7 @@ class SlicePlan:
 def plan_slices(ir: SpecIR) -> tuple[SlicePlan | None, list[Diagnostic]]:
     """The slicing plan of a spec (run on `means_as_sums(ir)`), or E205 naming the node that
     prevents slicing."""
-    mixed_anywhere = {d for node in ir.nodes for d in _mixed_dims(ir, node)}
-    wide_inputs = [s for s in ir.inputs if any(d in mixed_anywhere for d in s.dims)]
-    sliced = [s for s in wide_inputs if any(_is_dim(d) and d not in mixed_anywhere for d in s.dims)]
+    wide_inputs, sliced = _wide_and_sliced_inputs(ir)
     if not sliced:
         several = [s for s in wide_inputs if sum(map(_is_dim, s.dims)) > 1]
         if several:
@@ -101,6 +99,18 @@ def plan_slices(ir: SpecIR) -> tuple[SlicePlan | None, list[Diagnostic]]:
         assert levels[0].problem is not None
         return plan, [levels[0].problem]
     return plan, []
+
+
+def has_wide_inputs(ir: SpecIR) -> bool:
+    """Whether any input has a dim some op needs whole (else there is nothing to slice)."""
+    return bool(_wide_and_sliced_inputs(ir)[0])
+
+
+def _wide_and_sliced_inputs(ir: SpecIR) -> tuple[list, list]:
+    mixed_anywhere = {d for node in ir.nodes for d in _mixed_dims(ir, node)}
+    wide = [s for s in ir.inputs if any(d in mixed_anywhere for d in s.dims)]
+    sliced = [s for s in wide if any(_is_dim(d) and d not in mixed_anywhere for d in s.dims)]
+    return wide, sliced
 
 
 # ---- means --------------------------------------------------------------------------------
