@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 from lossdsl import cache
 from lossdsl.diagnostics import Diagnostic, LossSpecError
 from lossdsl.ir.model import SpecIR
-from lossdsl.resources import resolve_reference
+from lossdsl.spec_files import Reference
 
 if TYPE_CHECKING:
     from lossdsl.syntax import ast
@@ -46,7 +46,8 @@ def load(
     backend: str = "inductor",
     mode: str | None = None,
 ) -> Any:
-    """Compile a spec (a path or a standard-library name) into a `LossModule`.
+    """Compile a spec into a `LossModule`: a path, else a standard-library name (`"ppo"` or
+    `"rl/ppo"`); a file at that path, from the working directory, wins over a standard spec.
 
     A `.pt2` written by `lossdsl compile --export` loads too (its graph is already built).
     """
@@ -57,8 +58,10 @@ def load(
 
         return load_exported(Path(spec), params)
 
+    base = Path.cwd()  # a rebuild (a new static choice) finds the same file after a chdir
+
     def rebuild(choices: dict[str, str]) -> SpecIR:
-        return _cached_ir(spec, choices, backend, mode)
+        return _cached_ir(spec, choices, backend, mode, base)
 
     choices = {k: v for k, v in (params or {}).items() if isinstance(v, str)}
     ir = rebuild(choices)
@@ -98,16 +101,16 @@ def warn_about(ir: SpecIR) -> None:
 
 
 def _cached_ir(
-    spec: str | Path, choices: dict[str, str], backend: object, mode: str | None
+    spec: str | Path, choices: dict[str, str], backend: object, mode: str | None, base: Path
 ) -> SpecIR:
-    """The checked IR, from the on-disk cache when this exact spec was built before."""
-    path = Path(spec) if isinstance(spec, Path) else resolve_reference(spec)
-    key = cache.cache_key(path, choices, backend, mode) if path and path.is_file() else None
-    ir = cache.load_ir(key) if key else None
+    """The checked IR, from the on-disk cache when exactly these files were built before."""
+    ir = cache.load_ir(Reference(str(spec), base), choices, backend, mode)
     if ir is None:
-        ir = build_ir(spec, choices)
-        if key:
-            cache.store_ir(key, ir)
+        from lossdsl.passes import check_reference
+
+        checked = check_reference(spec, choices, base)
+        ir = checked.raise_for_errors()
+        cache.store_ir(checked.files, choices, backend, mode, ir)
     return ir
 
 
