@@ -110,9 +110,7 @@ def test_check_of_a_path_that_is_not_a_spec_is_e105(kind: str, work: Path, tmp_p
 
 
 @pytest.mark.parametrize("kind", list(NOT_A_SPEC))
-def test_use_of_a_path_that_is_not_a_spec_is_e105_at_the_use(
-    kind: str, work: Path, tmp_path: Path
-):
+def test_use_of_a_path_that_is_not_a_spec_is_e105_at_the_use(kind: str, work: Path, tmp_path: Path):
     make, says = NOT_A_SPEC[kind]
     make(work / "hostile.loss")
     (work / "user.loss").write_text('loss user\nuse "hostile.loss"\n' + SPEC.split("\n", 1)[1])
