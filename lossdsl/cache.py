@@ -20,6 +20,7 @@ import contextlib
 import hashlib
 import json
 import os
+import stat
 import tempfile
 from functools import cache
 from importlib import metadata
@@ -38,6 +39,20 @@ def cache_dir() -> Path | None:
         return None
     default = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "lossdsl"
     return Path(os.environ.get("LOSSDSL_CACHE_DIR", default))
+
+
+def usable_cache_file(path: Path) -> bool:
+    """Whether a file of the cache folder may be read and written by name (as Lark does with
+    its parser tables): absent, or a regular file no larger than an entry may be. A symbolic
+    link or a special file there is left alone, so nothing is read from or written through
+    it."""
+    try:
+        info = os.lstat(path)
+    except FileNotFoundError:
+        return True
+    except (OSError, ValueError):
+        return False
+    return stat.S_ISREG(info.st_mode) and info.st_size <= MAX_ENTRY_BYTES
 
 
 def cache_key(spec: SpecFile, choices: dict[str, str], backend: object, mode: str | None) -> str:

@@ -222,3 +222,22 @@ def test_cache_can_be_turned_off(write_spec, tmp_path: Path, monkeypatch: pytest
     monkeypatch.setenv("LOSSDSL_CACHE_DIR", str(tmp_path / "off"))
     lossdsl.load(write_spec("loss off\ninput x : float[N] grad\nterm t = mean(x)\n"))
     assert not (tmp_path / "off").exists()
+
+
+def test_a_link_planted_at_the_parser_tables_is_neither_read_nor_written_through(
+    write_spec, tmp_path: Path
+):
+    """The parser's pickled tables live in the same folder; a link there is left alone."""
+    folder = tmp_path / "cache"
+    spec = write_spec("loss tables\ninput x : float[N] grad in [0, 1]\nterm t = mean(x)\n")
+    env = {**os.environ, "LOSSDSL_CACHE_DIR": str(folder)}
+    command = [sys.executable, "-m", "lossdsl", "check", str(spec)]
+    subprocess.run(command, env=env, check=True, capture_output=True, timeout=60)
+    [tables] = folder.glob("parser-*.pickle")
+    victim = tmp_path / "victim.txt"
+    victim.write_text("keep me")
+    tables.unlink()
+    tables.symlink_to(victim)
+    result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert victim.read_text() == "keep me"
