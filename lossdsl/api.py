@@ -19,10 +19,11 @@ if TYPE_CHECKING:
 
 
 def parse(text: str, file: str = "<string>") -> ast.SpecAST:
-    """The AST of a spec's text; raises `LossSpecError` on syntax errors."""
+    """The AST of a spec's text (a leading byte-order mark is dropped, as in files); raises
+    `LossSpecError` on syntax errors."""
     from lossdsl.syntax.parser import parse as parse_text
 
-    return parse_text(text, file)
+    return parse_text(text.removeprefix("\ufeff"), file)  # a byte-order mark read as text
 
 
 def check(spec: str | Path) -> list[Diagnostic]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 from typing import Annotated
@@ -197,24 +198,27 @@ def compile(
         typer.echo(str(error), err=True)
         raise typer.Exit(2) from None
     ir = checked.ir
+    if output is not None:
+        from lossdsl.backend.standalone import standalone_source
+
+        source = standalone_source(ir)  # type: ignore[arg-type]
+        _write(output, lambda path: path.write_text(source, encoding="utf-8"))
+    if export is not None:
+        from lossdsl.backend.export import export_program
+
+        def write_program(path: Path) -> None:
+            export_program(ir, path, dtype=dtype, leading_rank=leading_rank)  # type: ignore[arg-type]
+
+        _write(export, write_program)
+
+
+def _write(target: Path, write: Callable[[Path], None]) -> None:
     try:
-        if output is not None:
-            from lossdsl.backend.standalone import standalone_source
-
-            source = standalone_source(ir)  # type: ignore[arg-type]
-            write_atomically(output, lambda path: path.write_text(source, encoding="utf-8"))
-            typer.echo(f"wrote {output}")
-        if export is not None:
-            from lossdsl.backend.export import export_program
-
-            def write_program(path: Path) -> None:
-                export_program(ir, path, dtype=dtype, leading_rank=leading_rank)  # type: ignore[arg-type]
-
-            write_atomically(export, write_program)
-            typer.echo(f"wrote {export}")
+        write_atomically(target, write)
     except OSError as error:
-        typer.echo(f"cannot write: {error}", err=True)
+        typer.echo(f"cannot write {target}: {error.strerror or error}", err=True)
         raise typer.Exit(2) from None
+    typer.echo(f"wrote {target}")
 
 
 @app.command()

@@ -161,6 +161,10 @@ def test_a_utf8_byte_order_mark_is_accepted(write_spec, tmp_path: Path):
     assert lossdsl.load(spec).ir.name == "plain"
 
 
+def test_parse_drops_a_byte_order_mark_read_as_text():
+    assert lossdsl.parse("\ufeff" + SPEC).name == "plain"
+
+
 def test_spans_after_a_byte_order_mark_are_those_of_the_text(tmp_path: Path):
     text = "loss bom\ninput x : float[N] grad\nterm t = mean(y)\n"
     plain, marked = tmp_path / "plain.loss", tmp_path / "marked.loss"
