@@ -52,9 +52,18 @@ def load_text(text: str, file: str, base: Path | None, top: SpecFile | None = No
     loaded.spec = spec
     loaded.diagnostics += found
     if spec is not None:
-        identity = str(top.resolved) if top else file
+        identity = str(top.resolved) if top else _identity(file)
         _load_uses(spec, base or Path.cwd(), loaded, chain=[identity], seen=set())
     return loaded
+
+
+def _identity(file: str) -> str:
+    """A text's file name as the cycle check compares it: resolved, when it names a file."""
+    try:
+        path = Path(file)
+        return str(path.resolve()) if path.is_file() else file
+    except (OSError, ValueError, RuntimeError):
+        return file
 
 
 def unreadable(error: SpecFileError, name: str, where: Span, prefix: str = "") -> Diagnostic:
