@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 from lossdsl import cache
 from lossdsl.diagnostics import Diagnostic, LossSpecError
 from lossdsl.ir.model import SpecIR
-from lossdsl.resources import resolve_reference
+from lossdsl.spec_files import Reference
 
 if TYPE_CHECKING:
     from lossdsl.syntax import ast
@@ -19,10 +19,11 @@ if TYPE_CHECKING:
 
 
 def parse(text: str, file: str = "<string>") -> ast.SpecAST:
-    """The AST of a spec's text; raises `LossSpecError` on syntax errors."""
+    """The AST of a spec's text (a leading byte-order mark is dropped, as in files); raises
+    `LossSpecError` on syntax errors."""
     from lossdsl.syntax.parser import parse as parse_text
 
-    return parse_text(text, file)
+    return parse_text(text.removeprefix("\ufeff"), file)  # a byte-order mark read as text
 
 
 def check(spec: str | Path) -> list[Diagnostic]:
@@ -41,7 +42,7 @@ def build_ir(
     raises `LossSpecError` with every error found."""
     from lossdsl.passes import check_reference
 
-    return check_reference(spec, choices, computed).raise_for_errors()
+    return check_reference(spec, choices, computed=computed).raise_for_errors()
 
 
 def load(
@@ -52,7 +53,8 @@ def load(
     mode: str | None = None,
     chunk: int | str | None = None,
 ) -> Any:
-    """Compile a spec (a path or a standard-library name) into a `LossModule`.
+    """Compile a spec into a `LossModule`: a path, else a standard-library name (`"ppo"` or
+    `"rl/ppo"`); a file at that path, from the working directory, wins over a standard spec.
 
     `chunk=N` runs it in slices of N rows (`"auto"`: a size chosen from the shapes) so that
     no `[rows, V]` intermediate larger than a slice is alive (docs/language.md, "Memory at
@@ -65,8 +67,10 @@ def load(
 
         return load_exported(Path(spec), params)
 
+    base = Path.cwd()  # a rebuild (a new static choice) finds the same file after a chdir
+
     def rebuild(choices: dict[str, str], computed: frozenset[str] = frozenset()) -> SpecIR:
-        return _cached_ir(spec, choices, backend, mode, computed)
+        return _cached_ir(spec, choices, backend, mode, base, computed)
 
     choices = {k: v for k, v in (params or {}).items() if isinstance(v, str)}
     ir = rebuild(choices)
@@ -115,17 +119,18 @@ def _cached_ir(
     choices: dict[str, str],
     backend: object,
     mode: str | None,
+    base: Path,
     computed: frozenset[str] = frozenset(),
 ) -> SpecIR:
-    """The checked IR, from the on-disk cache when this exact spec was built before."""
-    path = Path(spec) if isinstance(spec, Path) else resolve_reference(spec)
-    variant = {**choices, " computed": ",".join(sorted(computed))}
-    key = cache.cache_key(path, variant, backend, mode) if path and path.is_file() else None
-    ir = cache.load_ir(key) if key else None
+    """The checked IR, from the on-disk cache when exactly these files were built before."""
+    variant = {**choices, " derived inputs computed": ",".join(sorted(computed))}
+    ir = cache.load_ir(Reference(str(spec), base), variant, backend, mode)
     if ir is None:
-        ir = build_ir(spec, choices, computed)
-        if key:
-            cache.store_ir(key, ir)
+        from lossdsl.passes import check_reference
+
+        checked = check_reference(spec, choices, base, computed)
+        ir = checked.raise_for_errors()
+        cache.store_ir(checked.files, variant, backend, mode, ir)
     return ir
 
 

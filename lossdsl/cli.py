@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 from typing import Annotated
@@ -11,6 +12,7 @@ from typing import Annotated
 import typer
 
 from lossdsl.diagnostics import Diagnostic
+from lossdsl.output_files import OutputError, check_outputs, write_atomically
 from lossdsl.passes import Checked, check_reference
 
 app = typer.Typer(
@@ -154,12 +156,16 @@ def check(
     raise typer.Exit(_exit_code(every, strict))
 
 
-def _ir_or_exit(spec: str) -> object:
+def _checked_or_exit(spec: str) -> Checked:
     checked = check_reference(spec)
     if not checked.ok:
         typer.echo(_render(checked, sys.stderr.isatty()), err=True)
         raise typer.Exit(2)
-    return checked.ir
+    return checked
+
+
+def _ir_or_exit(spec: str) -> object:
+    return _checked_or_exit(spec).ir
 
 
 @app.command()
@@ -184,25 +190,35 @@ def compile(
     if leading_rank < 0:
         typer.echo(f"--leading-rank must be 0 or more, got {leading_rank}", err=True)
         raise typer.Exit(2)
-    for target in (output, export):
-        if target is not None and not target.parent.is_dir():
-            typer.echo(f"cannot write {target}: no folder {target.parent}", err=True)
-            raise typer.Exit(2)
-    ir = _ir_or_exit(spec)
+    checked = _checked_or_exit(spec)
+    outputs = [(option, path) for option, path in (("-o", output), ("--export", export)) if path]
     try:
-        if output is not None:
-            from lossdsl.backend.standalone import standalone_source
-
-            output.write_text(standalone_source(ir))  # type: ignore[arg-type]
-            typer.echo(f"wrote {output}")
-        if export is not None:
-            from lossdsl.backend.export import export_program
-
-            export_program(ir, export, dtype=dtype, leading_rank=leading_rank)  # type: ignore[arg-type]
-            typer.echo(f"wrote {export}")
-    except OSError as error:
-        typer.echo(f"cannot write: {error}", err=True)
+        check_outputs(outputs, [file.path for file in checked.files])
+    except OutputError as error:
+        typer.echo(str(error), err=True)
         raise typer.Exit(2) from None
+    ir = checked.ir
+    if output is not None:
+        from lossdsl.backend.standalone import standalone_source
+
+        source = standalone_source(ir)  # type: ignore[arg-type]
+        _write(output, lambda path: path.write_text(source, encoding="utf-8"))
+    if export is not None:
+        from lossdsl.backend.export import export_program
+
+        def write_program(path: Path) -> None:
+            export_program(ir, path, dtype=dtype, leading_rank=leading_rank)  # type: ignore[arg-type]
+
+        _write(export, write_program)
+
+
+def _write(target: Path, write: Callable[[Path], None]) -> None:
+    try:
+        write_atomically(target, write)
+    except OSError as error:
+        typer.echo(f"cannot write {target}: {error.strerror or error}", err=True)
+        raise typer.Exit(2) from None
+    typer.echo(f"wrote {target}")
 
 
 @app.command()
@@ -217,16 +233,20 @@ def explain(spec: SpecArg) -> None:
 @app.command(name="list")
 def list_specs() -> None:
     """List the standard library."""
-    from lossdsl.resources import stdlib_dir, stdlib_index
+    from lossdsl.resources import standard_name, stdlib_index
+    from lossdsl.spec_files import Reference, SpecFileError, read_spec_file
     from lossdsl.syntax.parser import parse_collecting
 
-    root = stdlib_dir()
-    for name, path in stdlib_index().items():
-        spec, _ = parse_collecting(path.read_text(), str(path))
+    for path in stdlib_index().values():
+        name = standard_name(path)
+        try:
+            text = read_spec_file(path, Reference(name, path.parent)).text
+        except SpecFileError as error:  # a broken installation: say so, list the others
+            typer.echo(f"{name:<32} (unreadable: {error})")
+            continue
+        spec, _ = parse_collecting(text, str(path))
         summary = (spec.doc or "").strip().splitlines()[0] if spec and spec.doc else ""
-        folder = str(path.parent.relative_to(root))
-        shown = name if folder == "." else f"{folder}/{name}"
-        typer.echo(f"{shown:<32} {summary}")
+        typer.echo(f"{name:<32} {summary}")
 
 
 def main() -> None:

@@ -43,7 +43,9 @@ _RECORDS = (
         "syntax error",
         "The text does not follow the grammar. The message says, in words, what the parser "
         "expected at the caret and what it found instead. Chained comparisons "
-        "(`a < b < c`) are also E100: comparisons do not associate.",
+        "(`a < b < c`) are also E100: comparisons do not associate. A spec file that is not "
+        "UTF-8 text (a Latin-1 byte, UTF-16, a NUL byte) is E100 at its first offending byte; "
+        "a UTF-8 byte-order mark is accepted.",
         _spec("loss e100", "input x float[N] grad", "term t = mean(square(x))"),
         (2, 9),
         "Write what was expected: here the `:` between an input's name and its type.",
@@ -105,7 +107,12 @@ _RECORDS = (
         "`use` target not found, or a cycle of `use`",
         '`use NAME` names no spec of the standard library, `use "path.loss"` names no '
         "file (paths are relative to the spec that uses them), or specs use each other in "
-        "a cycle. `lossdsl check NAME` with an unknown name is E105 as well.",
+        "a cycle. `lossdsl check NAME` with an unknown name is E105 as well. A name is a path "
+        "first (from the using spec's folder, or the working directory), else a standard spec: "
+        "its stem (`ppo`) or its path under `specs/` (`rl/ppo`); an unquoted `use NAME` is a "
+        "standard name only. A path that is not a regular `.loss` file (a folder, a fifo, a "
+        "device, a file of another kind or a link to one) or that is over 4 MiB is E105 too; "
+        "its content is never read nor shown.",
         _spec(
             "loss e105",
             "use hubber",

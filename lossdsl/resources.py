@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import stat
 from functools import cache
 from pathlib import Path
 
@@ -27,14 +29,58 @@ def stdlib_index() -> dict[str, Path]:
     return {path.stem: path for path in sorted(stdlib_dir().rglob("*.loss"))}
 
 
-def is_path_reference(ref: str) -> bool:
-    """LANGUAGE.md: an argument with a `/` or ending in `.loss` is a path, else a standard name."""
-    return "/" in ref or ref.endswith(".loss") or "\\" in ref
+def standard_name(path: Path) -> str:
+    """A standard spec's full name: its path under `specs/` without `.loss` (`rl/ppo`)."""
+    return path.relative_to(stdlib_dir()).with_suffix("").as_posix()
+
+
+@cache
+def _standard_names() -> dict[str, Path]:
+    names = {}
+    for stem, path in stdlib_index().items():
+        names[stem] = path
+        names[standard_name(path)] = path
+    return names
+
+
+def standard_spec(name: str) -> Path | None:
+    """The standard spec named by its stem (`ppo`) or by its full name (`rl/ppo`)."""
+    return _standard_names().get(name)
+
+
+def standard_names() -> list[str]:
+    """Every name `standard_spec` takes, for suggestions."""
+    return list(_standard_names())
+
+
+def locate(ref: str, base: Path | None = None, paths: bool = True) -> Path | None:
+    """The file a reference names, None when there is none.
+
+    A reference is first a path, relative to `base` (the working directory when None): what
+    is there wins, unless it is a folder. Otherwise it is the name of a standard spec. With
+    `paths=False` (an unquoted `use NAME`) it is a standard name only.
+    """
+    if paths and ref:
+        candidate = (base or Path.cwd()) / ref
+        if _something_but_a_folder(candidate):
+            return candidate
+    return standard_spec(ref)
+
+
+def _something_but_a_folder(path: Path) -> bool:
+    """A file, a link to one, or a broken link (the user's file: reading it says what is
+    wrong) is at `path`. Never raises: a name too long or with a NUL is simply not there."""
+    try:
+        info = os.lstat(path)
+        if stat.S_ISLNK(info.st_mode):
+            info = os.stat(path)
+    except FileNotFoundError:
+        return os.path.islink(path)
+    except (OSError, ValueError):
+        return False
+    return not stat.S_ISDIR(info.st_mode)
 
 
 def resolve_reference(ref: str) -> Path | None:
-    """A path, or a standard-library name, to a file (None when there is none)."""
-    if is_path_reference(ref):
-        path = Path(ref)
-        return path if path.is_file() else None
-    return stdlib_index().get(ref)
+    """A path (from the working directory) or a standard-library name, to a file."""
+    return locate(ref)

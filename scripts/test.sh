@@ -3,5 +3,5 @@
 source "$(dirname "$0")/env.sh"
 ruff check lossdsl tests benchmarks scripts
 ruff format --check lossdsl tests benchmarks scripts
-mypy lossdsl/syntax lossdsl/ir lossdsl/ops lossdsl/passes lossdsl/analysis lossdsl/diagnostics.py lossdsl/resources.py lossdsl/cache.py
+mypy lossdsl/syntax lossdsl/ir lossdsl/ops lossdsl/passes lossdsl/analysis lossdsl/diagnostics.py lossdsl/resources.py lossdsl/cache.py lossdsl/spec_files.py lossdsl/output_files.py
 python -m pytest -q "$@"

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from typer.testing import CliRunner
 
 from lossdsl.cli import app
@@ -216,3 +218,107 @@ def test_compile_into_a_missing_folder_is_an_error_not_a_traceback(tmp_path: Pat
     assert result.exit_code == 2
     assert f"no folder {tmp_path / 'no'}" in result.output
     assert not (tmp_path / "no").exists()
+
+
+# ---- compile: where it may write -----------------------------------------------------
+
+
+def compile_args(spec: Path, *outputs: str) -> list[str]:
+    return ["compile", str(spec), *outputs]
+
+
+def assert_refused(result, *words: str) -> None:
+    """Exit 2 with one line on stderr saying why, and no traceback."""
+    assert result.exit_code == 2, result.output
+    assert result.stderr.count("\n") == 1, result.stderr
+    assert "Traceback" not in result.output
+    for word in words:
+        assert word in result.stderr
+
+
+def test_compile_refuses_to_write_over_its_own_spec(write_spec):
+    spec = write_spec(CLEAN)
+    assert_refused(runner.invoke(app, compile_args(spec, "-o", str(spec))), "an input")
+    assert spec.read_text() == CLEAN
+
+
+def test_compile_refuses_an_output_that_is_a_file_the_spec_uses(write_spec, tmp_path: Path):
+    helper_text = "loss helper\ndef sq(x) = x * x\n"
+    helper = write_spec(helper_text, "helper.loss")
+    spec = write_spec(
+        'loss user\nuse "helper.loss"\ninput x : float[N] grad\nterm t = mean(sq(x))\n'
+    )
+    (tmp_path / "link.py").symlink_to(helper)
+    os.link(helper, tmp_path / "hard.py")
+    for output in ("link.py", "hard.py"):
+        result = runner.invoke(app, compile_args(spec, "-o", str(tmp_path / output)))
+        assert_refused(result, "an input of this build")
+    assert helper.read_text() == helper_text
+
+
+def test_compile_never_writes_through_a_symbolic_link(write_spec, tmp_path: Path):
+    target = tmp_path / "notes.txt"
+    target.write_text("mine")
+    (tmp_path / "link.py").symlink_to(target)
+    result = runner.invoke(app, compile_args(write_spec(CLEAN), "-o", str(tmp_path / "link.py")))
+    assert_refused(result, "symbolic link")
+    assert target.read_text() == "mine"
+    assert (tmp_path / "link.py").is_symlink()
+
+
+def test_compile_refuses_two_outputs_in_one_file(write_spec, tmp_path: Path):
+    spec = write_spec(CLEAN)
+    same = str(tmp_path / "same")
+    assert_refused(runner.invoke(app, compile_args(spec, "-o", same, "--export", same)), "one file")
+    (tmp_path / "sub").mkdir()
+    other_spelling = str(tmp_path / "sub" / ".." / "same")
+    result = runner.invoke(app, compile_args(spec, "-o", same, "--export", other_spelling))
+    assert_refused(result, "one file")
+    assert not (tmp_path / "same").exists()
+
+
+def test_compile_refuses_to_replace_a_file_it_did_not_write(write_spec, tmp_path: Path):
+    mine = tmp_path / "train.py"
+    mine.write_text("print('my training script')\n")
+    result = runner.invoke(app, compile_args(write_spec(CLEAN), "-o", str(mine)))
+    assert_refused(result, "not an output of lossdsl compile")
+    assert mine.read_text() == "print('my training script')\n"
+
+
+def test_compile_refuses_a_spec_name_a_folder_and_a_fifo(write_spec, tmp_path: Path):
+    spec = write_spec(CLEAN)
+    other_spec = write_spec("loss other\ninput x : float[N] grad\nterm t = mean(x)\n", "o.loss")
+    os.mkfifo(tmp_path / "fifo.py")
+    (tmp_path / "folder.py").mkdir()
+    for output, says in ((other_spec, ".loss name"), ("fifo.py", "not a regular file")):
+        result = runner.invoke(app, compile_args(spec, "-o", str(tmp_path / output)))
+        assert_refused(result, says)
+    assert_refused(runner.invoke(app, compile_args(spec, "-o", str(tmp_path / "folder.py"))))
+    assert other_spec.read_text().startswith("loss other")
+
+
+def test_compile_replaces_its_own_earlier_outputs(write_spec, tmp_path: Path):
+    spec, out, program = write_spec(CLEAN), tmp_path / "clean.py", tmp_path / "clean.pt2"
+    for _ in range(2):
+        result = runner.invoke(app, compile_args(spec, "-o", str(out), "--export", str(program)))
+        assert result.exit_code == 0, result.output
+    assert "class Clean(LossRuntime" in out.read_text()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["clean.pt2", "clean.py", "spec.loss"]
+
+
+def test_a_failed_write_leaves_the_earlier_output_whole(
+    write_spec, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    spec, program = write_spec(CLEAN), tmp_path / "clean.pt2"
+    assert runner.invoke(app, compile_args(spec, "--export", str(program))).exit_code == 0
+    earlier = program.read_bytes()
+
+    def fail_half_way(ir, path, **options):
+        Path(path).write_bytes(b"half a program")
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr("lossdsl.backend.export.export_program", fail_half_way)
+    result = runner.invoke(app, compile_args(spec, "--export", str(program)))
+    assert_refused(result, "No space left on device")
+    assert program.read_bytes() == earlier
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["clean.pt2", "spec.loss"]

@@ -9,8 +9,8 @@ sequence, and on an all-masked batch (finite, 0 where every term is a masked
 mean). Every `select` mode is parametrized. Behavioural tests follow the
 frameworks' own suites (PPO clipping with hand-computed ratios, dual clip,
 masking = dropping, k3 ≥ 0, DPO at equality = log 2, GRPO with centred
-advantages). The behavioural tests also run on the reference alone, so they
-check it even before the compiler lands.
+advantages). The behavioural tests run on the reference as well as on lossdsl,
+so they check the reference itself too.
 """
 
 from __future__ import annotations
@@ -21,15 +21,8 @@ from dataclasses import dataclass, field
 import pytest
 import torch
 
+import lossdsl
 from tests.reference import rl_reference as ref
-
-try:
-    import lossdsl
-except ImportError:  # pragma: no cover
-    lossdsl = None
-
-HAS_COMPILER = lossdsl is not None and hasattr(lossdsl, "load")
-needs_compiler = pytest.mark.skipif(not HAS_COMPILER, reason="lossdsl.load is not there yet")
 
 B, T, V = 6, 7, 11
 TC, TR, N = 5, 8, 9
@@ -341,7 +334,6 @@ def compare(case: Case, inputs64: dict, dtype, tol) -> tuple[dict, dict]:
 # --------------------------------------------------------------------------- equivalence
 
 
-@needs_compiler
 @pytest.mark.parametrize("case", CASES, ids=lambda c: c.id)
 def test_matches_reference_float64(case: Case):
     """Values, terms, metrics and gradients equal the reference to 1e-10 in float64,
@@ -352,7 +344,6 @@ def test_matches_reference_float64(case: Case):
             compare(case, make_inputs(case.spec, kind, seed), torch.float64, F64_TOL)
 
 
-@needs_compiler
 @pytest.mark.parametrize("case", CASES, ids=lambda c: c.id)
 def test_matches_reference_float32(case: Case):
     """The same in float32, to 1e-5, against the float64 reference on the same values."""
@@ -361,7 +352,6 @@ def test_matches_reference_float32(case: Case):
     assert got["loss"].dtype == torch.float32
 
 
-@needs_compiler
 @pytest.mark.parametrize("case", [c for c in CASES if c.spec in HAS_MASK], ids=lambda c: c.id)
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32], ids=["f64", "f32"])
 def test_all_masked_batch(case: Case, dtype):
@@ -382,7 +372,6 @@ def test_all_masked_batch(case: Case, dtype):
             assert (gr == 0).all(), n
 
 
-@needs_compiler
 def test_ppo_weights_follow_the_entropy_schedule():
     """ent_coef = linear(0.01, 0.0, steps=10000) (LANGUAGE.md schedules); weights are
     {policy: 1, value: vf_coef, entropy: -ent_coef(step)} (verl dp_actor: pg - ent·H + vf·V)."""
@@ -398,7 +387,7 @@ def test_ppo_weights_follow_the_entropy_schedule():
 
 # --------------------------------------------------------------------------- behaviour
 
-IMPLS = [pytest.param("reference"), pytest.param("lossdsl", marks=needs_compiler)]
+IMPLS = ["reference", "lossdsl"]
 
 
 def _ratio_inputs(ratios, advs, dtype=torch.float64):
@@ -671,7 +660,6 @@ class _CountingBackend:
         return graph_module.forward
 
 
-@needs_compiler
 @pytest.mark.parametrize(
     "spec,param_values",
     [

@@ -90,7 +90,9 @@ class LossModule(LossRuntime, nn.Module):
                 "passed; pass one or the other"
             )
         missing = [
-            i["name"] for i in self.SPEC["inputs"] if i["name"] not in inputs and i["default"] is None
+            i["name"]
+            for i in self.SPEC["inputs"]
+            if i["name"] not in inputs and i["default"] is None
         ]
         if missing:
             instead = derivations.alternatives(missing)

@@ -69,8 +69,15 @@ def check_types(spec: ast.SpecAST, ir: SpecIR, computed: frozenset[str]) -> list
             continue
         got = ir.node(lets[name]).type
         declared = tuple(d.value for d in decl.dims)
-        kind = {"float": "float", "f64": "float", "f32": "float", "bf16": "float",
-                "f16": "float", "int": "int", "bool": "bool"}.get(decl.dtype)
+        kind = {
+            "float": "float",
+            "f64": "float",
+            "f32": "float",
+            "bf16": "float",
+            "f16": "float",
+            "int": "int",
+            "bool": "bool",
+        }.get(decl.dtype)
         shown = f"{decl.dtype}[{', '.join(str(d) for d in declared)}]"
         if got.kind != kind:
             found.append(

@@ -6,15 +6,16 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from lossdsl.diagnostics import Diagnostic, LossSpecError, has_errors
+from lossdsl.diagnostics import UNKNOWN_SPAN, Diagnostic, LossSpecError, has_errors
 from lossdsl.ir import SpecIR, build
 from lossdsl.ir.derived import check_types, derivations, derived_inputs, variant
-from lossdsl.ir.loader import Loaded, display_name, load_text, resolve_reference
+from lossdsl.ir.loader import Loaded, display_name, load_text, not_found, unreadable
 from lossdsl.passes.cse import share_common_subexpressions
 from lossdsl.passes.hazards import find_hazards
 from lossdsl.passes.properties import prove_properties
 from lossdsl.passes.rewrites import rewrite_for_stability
 from lossdsl.passes.suppress import suppress
+from lossdsl.spec_files import Reference, SpecFile, SpecFileError, read_spec_file
 from lossdsl.syntax import ast
 
 Pass = Callable[[SpecIR], tuple[SpecIR, list[Diagnostic]]]
@@ -34,6 +35,7 @@ class Checked:
     diagnostics: list[Diagnostic]
     sources: dict[str, str] = field(default_factory=dict)
     file: str = "<string>"
+    files: list[SpecFile] = field(default_factory=list)  # every file read, the spec's first
 
     @property
     def ok(self) -> bool:
@@ -51,12 +53,14 @@ def check_text(
     base: Path | None = None,
     choices: dict[str, str] | None = None,
     computed: frozenset[str] | None = None,
+    top: SpecFile | None = None,
 ) -> Checked:
-    """Check a spec's text. `computed` names the derived inputs to compute (a variant,
-    ir/derived.py); by default the spec as written is checked, with its derived inputs
-    passed, and the variant that computes every one of them too (their diagnostics are
-    reported with the first's; the IR returned is the first's)."""
-    loaded = load_text(text, file, base)
+    """Check a spec's text (read from the file `top`, when it was); `use`s are looked up
+    from the folder `base` (the working directory when None). `computed` names the derived
+    inputs to compute (a variant, ir/derived.py); by default the spec as written is checked,
+    with its derived inputs passed, and the variant that computes every one of them too
+    (their diagnostics are reported with the first's; the IR returned is the first's)."""
+    loaded = load_text(text, file, base, top)
     diagnostics = list(loaded.diagnostics)
     ir = None
     if loaded.spec is not None and not has_errors(diagnostics):
@@ -70,7 +74,7 @@ def check_text(
         warnings = [d for d in diagnostics if d.severity == "warning"]
         rendered = tuple(d.render(loaded.sources.get(d.span.file)) for d in warnings)
         ir = ir.model_copy(update={"warnings": rendered})
-    return Checked(ir, diagnostics, loaded.sources, file)
+    return Checked(ir, diagnostics, loaded.sources, file, loaded.files)
 
 
 def _variants_to_check(spec: ast.SpecAST) -> list[frozenset[str]]:
@@ -105,17 +109,22 @@ def _checked_variant(
 def check_reference(
     ref: str | Path,
     choices: dict[str, str] | None = None,
+    base: Path | None = None,
     computed: frozenset[str] | None = None,
 ) -> Checked:
-    """Check a spec given as a path or a standard-library name."""
-    path = ref if isinstance(ref, Path) else resolve_reference(ref)
-    if path is None or not Path(path).is_file():
-        from lossdsl.diagnostics import UNKNOWN_SPAN
-
-        message = f"no spec `{ref}`: not a file, nor a name in the standard library"
-        return Checked(None, [Diagnostic("E105", message, UNKNOWN_SPAN)])
-    path = Path(path)
-    return check_text(path.read_text(), display_name(path), path.parent, choices, computed)
+    """Check a spec named by a path or by a standard-library name (`ppo`, `rl/ppo`): a file at
+    that path, from `base` (the working directory when None), wins over a standard spec."""
+    reference = Reference(str(ref), base or Path.cwd())
+    path = reference.locate()
+    if path is None:
+        missing = not_found(reference, UNKNOWN_SPAN, f"no spec `{ref}`", in_use=False)
+        return Checked(None, [missing])
+    name = display_name(path)
+    try:
+        spec = read_spec_file(path, reference)
+    except SpecFileError as error:
+        return Checked(None, [unreadable(error, name, UNKNOWN_SPAN)], file=name)
+    return check_text(spec.text, name, path.parent, choices, computed, top=spec)
 
 
 def _sorted(diagnostics: list[Diagnostic]) -> list[Diagnostic]:

@@ -10,7 +10,7 @@ import lark
 from lark import Lark, Token, Transformer, v_args
 from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
 
-from lossdsl.cache import cache_dir
+from lossdsl.cache import cache_dir, usable_cache_file
 from lossdsl.diagnostics import Diagnostic, LossSpecError, Span
 from lossdsl.resources import grammar_path
 from lossdsl.syntax import ast
@@ -45,7 +45,8 @@ def _parser_cache_file() -> str | bool:
     except OSError:
         return False
     python = "".join(map(str, sys.version_info[:2]))
-    return str(folder / f"parser-lark{lark.__version__}-py{python}.pickle")
+    tables = folder / f"parser-lark{lark.__version__}-py{python}.pickle"
+    return str(tables) if usable_cache_file(tables) else False
 
 
 def parse(text: str, file: str = "<string>") -> ast.SpecAST:
