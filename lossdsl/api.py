@@ -123,7 +123,9 @@ def _cached_ir(
     computed: frozenset[str] = frozenset(),
 ) -> SpecIR:
     """The checked IR, from the on-disk cache when exactly these files were built before."""
-    variant = {**choices, " derived inputs computed": ",".join(sorted(computed))}
+    variant = dict(choices)
+    if computed:  # a variant of derived inputs is keyed like a static choice
+        variant[" derived inputs computed"] = ",".join(sorted(computed))
     ir = cache.load_ir(Reference(str(spec), base), variant, backend, mode)
     if ir is None:
         from lossdsl.passes import check_reference
