@@ -155,10 +155,14 @@ def check(
 
 
 def _ir_or_exit(spec: str) -> object:
+    """The checked IR, for the commands that go on to torch (so torch is imported quietly)."""
     checked = check_reference(spec)
     if not checked.ok:
         typer.echo(_render(checked, sys.stderr.isatty()), err=True)
         raise typer.Exit(2)
+    from lossdsl.quiet_torch import import_torch
+
+    import_torch()
     return checked.ir
 
 
