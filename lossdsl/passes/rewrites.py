@@ -218,7 +218,7 @@ def _sweep(ir: SpecIR) -> tuple[SpecIR, list[Diagnostic]]:
     found: list[Diagnostic] = []
     for old in ir.nodes:
         node = old.model_copy(update={"id": len(table), "args": tuple(remap[a] for a in old.args)})
-        applied = _apply_first(node, table) if old.id in live else None
+        applied = _apply_first(node, table, ir.sources) if old.id in live else None
         if applied is None:
             table.append(node)
             carried[node.id] = old.id
@@ -258,7 +258,9 @@ def _reachable(nodes: tuple[Node, ...] | list[Node], start: set[int]) -> set[int
     return seen
 
 
-def _apply_first(node: Node, table: list[Node]) -> tuple[str, list[Node], int] | None:
+def _apply_first(
+    node: Node, table: list[Node], sources: dict[str, str]
+) -> tuple[str, list[Node], int] | None:
     """The first rule that matches `node` and rebuilds it with the same type: its message,
     the new nodes (to append to `table`) and the id that now stands for `node`."""
     for rule in REWRITES:
@@ -269,8 +271,10 @@ def _apply_first(node: Node, table: list[Node]) -> tuple[str, list[Node], int] |
         if built is None:
             continue
         new_nodes, root = built
+        shown = _captures_as_written(bound, table, sources)
         message = (
-            f"rewrote {_show(rule.match, bound)} as {_show(rule.replace, bound)} [{rule.name}]"
+            f"rewrote {_show(rule.match, bound, shown)} as {_show(rule.replace, bound, shown)} "
+            f"[{rule.name}]"
         )
         return message, new_nodes, root
     return None
@@ -420,25 +424,51 @@ _SYMBOLS = {op: symbol for symbol, op in BINARY_OPERATORS.items()}
 _PREFIX = {op: symbol for symbol, op in UNARY_OPERATORS.items()}
 
 
-def _show(p: Pattern, bound: dict, nested: bool = False) -> str:
-    """A pattern as spec text, with the dims it bound: `log(softmax(x, dim=V))`."""
+def _captures_as_written(
+    bound: dict, table: list[Node], sources: dict[str, str]
+) -> Callable[[Var, bool], str]:
+    """A capture as the user wrote what it matched (`logits`, `lp - old`), in parentheses
+    when it is an operand of an operator; its pattern name where that text is not at hand
+    (an expression over several lines)."""
+
+    def shown(var: Var, nested: bool) -> str:
+        node = table[bound[var.name]]
+        if node.origin is not None:  # made by an earlier rewrite
+            text = spec_text(node, table, lambda a: written(table[a]) or "…")
+        else:
+            text = written(node) or var.name
+        operator = node.op in _SYMBOLS or node.op in _PREFIX
+        return f"({text})" if nested and operator and text != var.name else text
+
+    def written(node: Node) -> str:
+        span, source = node.span, sources.get(node.span.file)
+        lines = source.split("\n") if source is not None else []
+        if span.line != span.end_line or not 1 <= span.line <= len(lines):
+            return node.name or ""
+        return lines[span.line - 1][span.col - 1 : span.end_col - 1]
+
+    return shown
+
+
+def _show(p: Pattern, bound: dict, shown: Callable[[Var, bool], str], nested: bool = False) -> str:
+    """A pattern as spec text, with what it matched: `log(softmax(logits, dim=V))`."""
     if isinstance(p, Var):
-        return p.name
+        return shown(p, nested)
     if isinstance(p, Num):
         return f"{p.value:g}"
     if p.op in _SYMBOLS and len(p.args) == 2:
         operands = p.args[::-1] if bound.get(_swapped(p)) else p.args
-        text = f" {_SYMBOLS[p.op]} ".join(_show(a, bound, nested=True) for a in operands)
+        text = f" {_SYMBOLS[p.op]} ".join(_show(a, bound, shown, nested=True) for a in operands)
         return f"({text})" if nested else text
     if p.op in _PREFIX:
-        return _PREFIX[p.op] + _show(p.args[0], bound, nested=True)
+        return _PREFIX[p.op] + _show(p.args[0], bound, shown, nested=True)
     attrs = dict(p.attrs)
     names = attrs.pop("present", ())
     spec = {a.name: a for a in OPS[p.op].args}
     parts = []
     for name, arg in zip(names, p.args, strict=True):
-        shown = _show(arg, bound)
-        parts.append(shown if spec[name].required else f"{name}={shown}")
+        text = _show(arg, bound, shown)
+        parts.append(text if spec[name].required else f"{name}={text}")
     for name, value in attrs.items():
         value = bound[value.name] if isinstance(value, Var) else value
         if value != spec[name].default:

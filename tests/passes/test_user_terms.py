@@ -1,7 +1,8 @@
-"""Hazards are reported in the user's terms (issue 14, item 15): a stability rewrite turns
+"""Diagnostics speak in the user's terms (issue 14, item 15): a stability rewrite turns
 `exp(x) - 1` into `expm1(x)`, `y * log(p)` into `xlogy(y, p)`, `log(1 + z)` into
 `log1p(z)`, but a warning about the result names what the user wrote, at the place they
-wrote it, with a fix in their text, and one root cause gives one warning."""
+wrote it, with a fix in their text, and one root cause gives one warning. The I500 notes
+quote what each rewrite matched as the user wrote it."""
 
 from __future__ import annotations
 
@@ -111,3 +112,20 @@ def test_no_warning_quotes_an_op_the_spec_does_not_call(path: Path) -> None:
             said = re.search(rf"\b{op}\(", f"{d.message} {d.fix or ''}")
             allowed = re.search(rf"\b{op}\(", code) or f"computed as {op}(" in d.message
             assert not said or allowed, f"{d.code} at {d.span.line}: {d.message} / {d.fix}"
+
+
+def test_rewrite_notes_quote_what_the_rewrite_matched_in_the_users_text() -> None:
+    text = (
+        "loss notes\n"
+        "input lp  : float[N] grad\n"
+        "input old : float[N]\n"
+        "input p   : float[N] grad in (0, 1]\n"
+        "input adv : float[N]\n"
+        "let ratio = exp(clamp(lp - old, max=20))\n"
+        "term t = mean(square(ratio - 1)) - mean(log(p) * adv)\n"
+    )
+    notes = sorted(d.message for d in check_text(text, "n.loss").diagnostics if d.code == "I500")
+    assert notes == [
+        "rewrote exp(clamp(lp - old, max=20)) - 1 as expm1(clamp(lp - old, max=20)) [expm1]",
+        "rewrote log(p) * adv as xlogy(adv, p) [xlogy]",
+    ]
