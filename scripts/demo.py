@@ -28,7 +28,7 @@ def compile_notice(backend: str) -> str:
     if backend == "inductor":
         return (
             "compiling the loss with torch.compile (Inductor), forward and backward: the first "
-            "call takes about 15-30 s on a CPU; later calls reuse the compiled code"
+            "call takes about 15-45 s on a CPU; later calls reuse the compiled code"
         )
     return f"compiling the loss with torch.compile (backend {backend!r}) on the first call"
 

@@ -83,7 +83,7 @@ def test_demo_announces_the_first_compiled_call_and_its_duration(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     demo = demo_module()
-    assert "15-30 s" in demo.compile_notice("inductor")
+    assert "15-45 s" in demo.compile_notice("inductor")
     demo.train_ppo(compile=True, backend="eager")
     lines = capsys.readouterr().out.splitlines()
     assert lines[0].startswith("compiling the loss with torch.compile")
