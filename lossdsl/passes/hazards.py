@@ -64,10 +64,13 @@ class _Hazards:
         return None
 
     def text(self, node_id: int) -> str:
-        """A node as the user would write it, for messages and fixes: its source text, or,
-        for a node a rewrite made (whose span is the whole expression it replaced), the
+        """A node as the user would write it, for messages and fixes: its name when it has
+        one (an input, param or let is referred to by name), else its source text, or, for
+        a node a rewrite made (whose span is the whole expression it replaced), the
         rewritten form spelled out from its arguments' texts."""
         node = self.ir.node(node_id)
+        if node.name is not None:
+            return node.name
         if node.origin is not None:
             return spec_text(node, self.ir.nodes, self.text)
         return self.source(node.span) or "x"
@@ -84,7 +87,8 @@ class _Hazards:
         written = self.source(origin.span)
         if written is None:
             return f"{node.op}()", OPS[node.op].facts
-        return f"`{written}` (computed as {self.text(node.id)})", OPS[node.op].facts
+        rewritten = spec_text(node, self.ir.nodes, self.text)
+        return f"`{written}` (computed as {rewritten})", OPS[node.op].facts
 
     def check(self, node: Node) -> None:
         op = OPS.get(node.op)

@@ -433,18 +433,18 @@ def _captures_as_written(
 
     def shown(var: Var, nested: bool) -> str:
         node = table[bound[var.name]]
-        if node.origin is not None:  # made by an earlier rewrite
+        if node.origin is not None and node.name is None:  # made by an earlier rewrite
             text = spec_text(node, table, lambda a: written(table[a]) or "…")
         else:
             text = written(node) or var.name
-        operator = node.op in _SYMBOLS or node.op in _PREFIX
+        operator = node.name is None and (node.op in _SYMBOLS or node.op in _PREFIX)
         return f"({text})" if nested and operator and text != var.name else text
 
     def written(node: Node) -> str:
         span, source = node.span, sources.get(node.span.file)
         lines = source.split("\n") if source is not None else []
-        if span.line != span.end_line or not 1 <= span.line <= len(lines):
-            return node.name or ""
+        if node.name is not None or span.line != span.end_line or not 1 <= span.line <= len(lines):
+            return node.name or ""  # a named value is referred to by its name
         return lines[span.line - 1][span.col - 1 : span.end_col - 1]
 
     return shown
@@ -489,8 +489,9 @@ def spec_text(node: Node, nodes: Sequence[Node], text: Callable[[int], str]) -> 
     reads (`exp(a - b)`), for diagnostics that quote it."""
 
     def operand(arg: int) -> str:
-        shown = text(arg)
-        return f"({shown})" if nodes[arg].op in _SYMBOLS or nodes[arg].op in _PREFIX else shown
+        shown, node = text(arg), nodes[arg]
+        operator = node.name is None and (node.op in _SYMBOLS or node.op in _PREFIX)
+        return f"({shown})" if operator else shown
 
     if node.op == "const":
         return _literal(node.attrs["value"])

@@ -129,3 +129,16 @@ def test_rewrite_notes_quote_what_the_rewrite_matched_in_the_users_text() -> Non
         "rewrote exp(clamp(lp - old, max=20)) - 1 as expm1(clamp(lp - old, max=20)) [expm1]",
         "rewrote log(p) * adv as xlogy(adv, p) [xlogy]",
     ]
+
+
+def test_a_named_value_is_quoted_by_its_name() -> None:
+    """`exp(u)` with `let u = a - b`: the fix guards `u`, as the user wrote it."""
+    found = warnings_of(
+        "loss named\ninput a : float[N] grad\ninput b : float[N]\nlet u = a - b\n"
+        "let l = log(1 + u)\nterm t = mean(exp(u)) + mean(square(l))\n"
+    )
+    fixes = {d.code: d.fix for d in found}
+    messages = {d.code: d.message for d in found}
+    assert fixes["W301"] == "exp(clamp(u, max=20))"
+    assert fixes["W300"] == "log(1 + clamp(u, min=-1 + 1e-6))"
+    assert messages["W300"].startswith("`log(1 + u)` (computed as log1p(u)) needs its argument")
