@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 from lossdsl import cache
 from lossdsl.diagnostics import Diagnostic, LossSpecError
 from lossdsl.ir.model import SpecIR
+from lossdsl.quiet_torch import import_torch
 from lossdsl.spec_files import Reference
 
 if TYPE_CHECKING:
@@ -52,6 +53,7 @@ def load(
 
     A `.pt2` written by `lossdsl compile --export` loads too (its graph is already built).
     """
+    import_torch()
     from lossdsl.backend.module import LossModule
 
     if str(spec).endswith(".pt2"):
@@ -79,6 +81,7 @@ def load_text(
     file: str = "<string>",
 ) -> Any:
     """Like `load`, for a spec given as text."""
+    import_torch()
     from lossdsl.backend.module import LossModule
     from lossdsl.passes import check_text
 
