@@ -1,4 +1,5 @@
-"""Ship the grammar and the standard library (kept at the repository root) inside the wheel."""
+"""Ship the grammar, the standard library and the docs (kept at the repository root) inside
+the wheel."""
 
 import shutil
 from pathlib import Path
@@ -13,7 +14,7 @@ class BuildWithData(build_py):
     def run(self) -> None:
         super().run()
         data = Path(self.build_lib) / "lossdsl" / "_data"
-        for folder in ("grammar", "specs"):
+        for folder in ("grammar", "specs", "docs"):
             target = data / folder
             if target.exists():
                 shutil.rmtree(target)

@@ -30,6 +30,9 @@ __all__ = [
 def __getattr__(name: str) -> Any:
     # The run-time types need torch; import them on first use.
     if name in ("InputError", "LossOutput"):
+        from lossdsl.quiet_torch import import_torch
+
+        import_torch()
         from lossdsl.runtime import core
 
         return getattr(core, name)

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 from lossdsl import cache
 from lossdsl.diagnostics import Diagnostic, LossSpecError
 from lossdsl.ir.model import SpecIR
+from lossdsl.quiet_torch import import_torch
 from lossdsl.spec_files import Reference
 
 if TYPE_CHECKING:
@@ -60,6 +61,7 @@ def load(
     no `[rows, V]` intermediate larger than a slice is alive (docs/language.md, "Memory at
     vocabulary scale"). A `.pt2` written by `lossdsl compile --export` loads too (its graph
     is already built)."""
+    import_torch()
     from lossdsl.backend.module import LossModule
 
     if str(spec).endswith(".pt2"):
@@ -90,6 +92,7 @@ def load_text(
     chunk: int | str | None = None,
 ) -> Any:
     """Like `load`, for a spec given as text."""
+    import_torch()
     from lossdsl.backend.module import LossModule
     from lossdsl.passes import check_text
 

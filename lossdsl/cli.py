@@ -157,10 +157,14 @@ def check(
 
 
 def _checked_or_exit(spec: str) -> Checked:
+    """The checked spec, for the commands that go on to torch (so torch is imported quietly)."""
     checked = check_reference(spec)
     if not checked.ok:
         typer.echo(_render(checked, sys.stderr.isatty()), err=True)
         raise typer.Exit(2)
+    from lossdsl.quiet_torch import import_torch
+
+    import_torch()
     return checked
 
 

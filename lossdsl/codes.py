@@ -43,9 +43,10 @@ _RECORDS = (
         "syntax error",
         "The text does not follow the grammar. The message says, in words, what the parser "
         "expected at the caret and what it found instead. Chained comparisons "
-        "(`a < b < c`) are also E100: comparisons do not associate. A spec file that is not "
-        "UTF-8 text (a Latin-1 byte, UTF-16, a NUL byte) is E100 at its first offending byte; "
-        "a UTF-8 byte-order mark is accepted.",
+        "(`a < b < c`) are also E100: comparisons do not associate; so is Python's `**`: "
+        "a power is written `x ^ 2`. A spec file that is not UTF-8 text (a Latin-1 byte, "
+        "UTF-16, a NUL byte) is E100 at its first offending byte; a UTF-8 byte-order mark is "
+        "accepted.",
         _spec("loss e100", "input x float[N] grad", "term t = mean(square(x))"),
         (2, 9),
         "Write what was expected: here the `:` between an input's name and its type.",
@@ -89,7 +90,7 @@ _RECORDS = (
         "keyword argument the op does not take (`dims=` for `dim=`).",
         _spec("loss e103", "input x : float[N] grad", "term t = mean(square(x, 2))"),
         (3, 15),
-        "Call it as LANGUAGE.md's op table (or the def's parameter list) says.",
+        "Call it as the op table of docs/language.md (or the def's parameter list) says.",
         _spec("loss e103", "input x : float[N] grad", "term t = mean(square(x))"),
     ),
     CodeDoc(

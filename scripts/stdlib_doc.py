@@ -11,7 +11,7 @@ HEADER = """# The standard library
 
 Every spec in `specs/`, by the name `lossdsl.load(NAME)` and `use NAME` take. The
 properties are what `lossdsl check` proves over the declared ranges, per term, with
-respect to the `grad` inputs (see LANGUAGE.md's Properties table): they are regenerated
+respect to the `grad` inputs (see [Properties](language.md#properties)): they are regenerated
 from the analysis by `python scripts/stdlib_doc.py > docs/stdlib.md`, and a test fails
 when this page and the analysis disagree.
 """

@@ -68,6 +68,12 @@ def test_installed_package_ships_grammar_and_standard_library(installed: Path):
     assert (data / "specs" / "huber.loss").is_file()
 
 
+def test_installed_package_ships_the_language_reference(installed: Path):
+    docs = installed / "target" / "lossdsl" / "_data" / "docs"
+    assert (docs / "language.md").read_text() == (ROOT / "docs" / "language.md").read_text()
+    assert (docs / "diagnostics.md").is_file()
+
+
 def test_installed_command_checks_and_lists_from_another_directory(installed: Path):
     checked = run(installed, "check", "huber", "cross_entropy")
     assert checked.returncode == 0, checked.stdout + checked.stderr

@@ -54,6 +54,16 @@ class RangeSpec(_Frozen):
         return self.lo == self.hi and not (self.lo_closed and self.hi_closed)
 
 
+class Origin(_Frozen):
+    """What the user wrote where a stability rewrite put a node, so that diagnostics about
+    the node speak of the user's text: the expression it computes (`span`) and, when the
+    node's hazards are exactly those of one op the user called there, that op (`expm1(x)`
+    made from `exp(x) - 1` overflows where the user's `exp(x)` does: op `exp`, its span)."""
+
+    span: Span
+    op: str | None = None
+
+
 class Node(_Frozen):
     """One SSA value: `op` applied to the nodes `args`, with static `attrs`."""
 
@@ -65,6 +75,7 @@ class Node(_Frozen):
     span: Span
     name: str | None = None  # the spec's name for this value (input, param, let, term, …)
     via: tuple[str, ...] = ()  # def calls this node was inlined through, innermost last
+    origin: Origin | None = None  # set when a stability rewrite made the node
 
 
 class InputSpec(_Frozen):

@@ -2,6 +2,12 @@
 
 Every test reads a fact of the op table (domain, overflow limit, steep points, precision
 sensitivity) against the intervals of the analysis.
+
+Hazards are found on the IR after the stability rewrites (a rewrite removes some), but they
+are reported in the user's terms: a node a rewrite made carries the `Origin` of what the
+user wrote, and its hazard is reported there, as the op the user called when the rewrite
+names one (`expm1` made from `exp(x) - 1` overflows as the user's `exp(x)`: one W301, at
+that `exp`), else as the user's expression "computed as" the rewritten form.
 """
 
 from __future__ import annotations
@@ -12,9 +18,13 @@ from lossdsl.analysis import intervals as iv
 from lossdsl.diagnostics import Diagnostic, Span
 from lossdsl.ir import Node, SpecIR
 from lossdsl.ops import OPS
+from lossdsl.ops.facts import Facts
 from lossdsl.passes.analysis import Analysis
+from lossdsl.passes.rewrites import spec_text
 
 LOW_PRECISION = {"bf16", "f16"}
+# The guard a fix template puts around an argument: `clamp({x}, min=1e-8)`.
+GUARD = re.compile(r"clamp\(\{(\w+)\}[^()]*\)")
 
 
 def find_hazards(ir: SpecIR) -> tuple[SpecIR, list[Diagnostic]]:
@@ -34,22 +44,51 @@ class _Hazards:
         self.low_precision = self.reaching_low_precision()
 
     def report(self, code: str, message: str, node: Node, fix: str | None = None) -> None:
-        if (code, node.span) in self.reported:
+        """One diagnostic per code and place in the user's text: a hazard of a rewritten
+        node and the same hazard of the user's op it was made from are one root cause."""
+        span = node.origin.span if node.origin is not None else node.span
+        if (code, span) in self.reported:
             return
-        self.reported.add((code, node.span))
+        self.reported.add((code, span))
         notes = tuple(f"inlined from {via}" for via in node.via)
-        self.diagnostics.append(Diagnostic(code, message, node.span, fix, notes))
+        self.diagnostics.append(Diagnostic(code, message, span, fix, notes))
 
-    def text(self, node_id: int) -> str:
-        """The source text of a node, for fixes that quote the user's expression."""
-        span = self.ir.node(node_id).span
+    def source(self, span: Span) -> str | None:
+        """The user's text at a one-line span."""
         source = self.ir.sources.get(span.file)
         if source is None:
-            return "x"
+            return None
         lines = source.split("\n")
         if span.line == span.end_line and 1 <= span.line <= len(lines):
             return lines[span.line - 1][span.col - 1 : span.end_col - 1]
-        return "x"
+        return None
+
+    def text(self, node_id: int) -> str:
+        """A node as the user would write it, for messages and fixes: its name when it has
+        one (an input, param or let is referred to by name), else its source text, or, for
+        a node a rewrite made (whose span is the whole expression it replaced), the
+        rewritten form spelled out from its arguments' texts."""
+        node = self.ir.node(node_id)
+        if node.name is not None:
+            return node.name
+        if node.origin is not None:
+            return spec_text(node, self.ir.nodes, self.text)
+        return self.source(node.span) or "x"
+
+    def wording(self, node: Node) -> tuple[str, Facts]:
+        """How messages name the op at `node` (`exp()`), and whose templates they use: the
+        node's own op; for a node a rewrite made, the user's op it answers for; else the
+        user's whole expression and what it is computed as."""
+        origin = node.origin
+        if origin is None:
+            return f"{node.op}()", OPS[node.op].facts
+        if origin.op is not None:
+            return f"{origin.op}()", OPS[origin.op].facts
+        written = self.source(origin.span)
+        if written is None:
+            return f"{node.op}()", OPS[node.op].facts
+        rewritten = spec_text(node, self.ir.nodes, self.text)
+        return f"`{written}` (computed as {rewritten})", OPS[node.op].facts
 
     def check(self, node: Node) -> None:
         op = OPS.get(node.op)
@@ -63,9 +102,7 @@ class _Hazards:
             if name in names:
                 index = names.index(name)
                 if iv.admits_outside(intervals[index], allowed):
-                    self.outside_domain(
-                        node, node.args[index], name, intervals[index], allowed, facts.fix
-                    )
+                    self.outside_domain(node, node.args[index], name, intervals[index], allowed)
         result = self.facts[node.id].interval
         if facts.overflows is not None and facts.overflows(intervals, result):
             self.overflow(node, intervals, result)
@@ -79,7 +116,7 @@ class _Hazards:
                 "W302",
                 self.fill(message, node, node.args[0], interval=intervals[0]),
                 node,
-                fix=self.fill(fix, node, node.args[0]),
+                fix=self.fix(fix, node, node.args[0]),
             )
         if facts.selects:
             self.leaking_where(node)
@@ -87,7 +124,7 @@ class _Hazards:
             source = self.low_precision[node.id]
             self.report(
                 "W304",
-                f"{op.name}() reads input `{source}` declared "
+                f"{self.wording(node)[0]} reads input `{source}` declared "
                 f"{self.ir.input(source).dtype}: it is computed upcast to float32",
                 node,
             )
@@ -99,38 +136,84 @@ class _Hazards:
         name: str,
         interval: iv.Interval,
         allowed: object,
-        fix: str | None,
     ) -> None:
         guard = self.guarding_where(node.id)
         if guard is not None:  # the where masks the value; only a gradient can leak
             if self.facts[node.id].live:
                 self.leak(guard)
             return
-        facts = OPS[node.op].facts
-        phrase = facts.pole_message if interval.contains(0) else None
+        _, facts = self.wording(node)
+        pieces = allowed if isinstance(allowed, tuple) else (allowed,)
+        pole = interval.contains(0) and not any(piece.contains(0) for piece in pieces)
+        phrase = facts.pole_message if pole else None
         if phrase is None:
-            domain = " or ".join(map(str, allowed)) if isinstance(allowed, tuple) else allowed
-            phrase = "{op}() needs its argument `{name}` in {domain}, but it lies in {interval}"
+            domain = " or ".join(map(str, pieces))
+            phrase = "{op}() needs its argument `{x}` in {domain}, but it lies in {interval}"
         else:
             domain = ""
         message = self.fill(phrase, node, arg, name=name, domain=domain, interval=interval)
-        self.report("W300", message, node, fix=self.fill(fix, node, arg) if fix else None)
+        self.report("W300", message, node, fix=self.fix(facts.fix, node, arg))
 
     def fill(self, template: str, node: Node, arg: int, **values: object) -> str:
-        """A message or fix template: `{x}` is the offending argument's text, `{0}`, `{1}`
-        the arguments' texts, other names as given."""
+        """A message or fix template: `{op}()` is the op as `wording` names it, `{x}` the
+        offending argument's text, `{0}`, `{1}` the arguments' texts, other names as given."""
+        called, _ = self.wording(node)
         known = {str(i): self.text(a) for i, a in enumerate(node.args)}
-        known.update(x=self.text(arg), op=node.op, **{k: str(v) for k, v in values.items()})
+        op = node.origin.op if node.origin is not None and node.origin.op else node.op
+        known.update(x=self.text(arg), op=op, called=called)
+        known.update({k: str(v) for k, v in values.items()})
+        template = template.replace("{op}()", "{called}")
         return re.sub(r"\{(\w+)\}", lambda m: known.get(m.group(1), m.group(0)), template)
 
+    def fix(self, template: str | None, node: Node, arg: int) -> str | None:
+        """The fix a template gives, in the user's text: for an expression a rewrite
+        replaced, the user's expression with the offending argument guarded as the template
+        guards it (`log(1 + x)` -> `log(1 + clamp(x, min=-1 + 1e-6))`) where it can be."""
+        if template is None:
+            return None
+        if node.origin is not None and node.origin.op is None:
+            guarded = self.guarded_in_user_text(template, node, arg)
+            if guarded is not None:
+                return guarded
+        return self.fill(template, node, arg)
+
+    def guarded_in_user_text(self, template: str, node: Node, arg: int) -> str | None:
+        assert node.origin is not None
+        written = self.source(node.origin.span)
+        at = self.place_in(node.origin.span, arg) if written is not None else None
+        if written is None or at is None:
+            return None
+        for guard in GUARD.finditer(template):
+            placeholder = guard.group(1)
+            if placeholder == "x" or (placeholder.isdigit() and node.args[int(placeholder)] == arg):
+                start, end = at
+                return written[:start] + self.fill(guard.group(0), node, arg) + written[end:]
+        return None
+
+    def place_in(self, outer: Span, arg: int) -> tuple[int, int] | None:
+        """Where the argument `arg` is written inside the user's expression at `outer`, as
+        offsets into its text: by its span when it lies inside (an expression), else where
+        its text occurs exactly once (a name: the node's span is its declaration)."""
+        argument = self.ir.node(arg)
+        if argument.origin is not None:  # made by a rewrite: not written by the user
+            return None
+        inner = argument.span
+        if (inner.file, inner.line, inner.end_line) == (outer.file, outer.line, outer.line) and (
+            outer.col <= inner.col and inner.end_col <= outer.end_col
+        ):
+            return inner.col - outer.col, inner.end_col - outer.col
+        written, text = self.source(outer) or "", self.text(arg)
+        found = [m.span() for m in re.finditer(rf"(?<![\w.]){re.escape(text)}(?![\w.(])", written)]
+        return found[0] if len(found) == 1 else None
+
     def overflow(self, node: Node, intervals: list[iv.Interval], result: iv.Interval) -> None:
-        facts = OPS[node.op].facts
+        _, facts = self.wording(node)
         message = facts.overflow_message or "{op}() can overflow float32: it reaches {result}"
         self.report(
             "W301",
             self.fill(message, node, node.args[0], result=result, interval=intervals[0]),
             node,
-            fix=self.fill(facts.overflow_fix, node, node.args[0]) if facts.overflow_fix else None,
+            fix=self.fix(facts.overflow_fix, node, node.args[0]),
         )
 
     def guarding_where(self, node_id: int) -> Node | None:

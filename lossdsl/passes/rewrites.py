@@ -10,16 +10,23 @@ match their operands in either order.
 The pass rewrites bottom-up over the node table to a fixed point. A rewritten node keeps
 its span, its name and its def-inlining trail; the nodes a match read stay for their
 other users (CSE merges duplicates later), and those left without users are dropped.
+
+The nodes a rewrite makes carry an `Origin`: the user's expression they compute, so that a
+hazard found on them later is reported in the user's text, not in the rewrite's. A rule's
+`blame` names the op of its pattern whose hazards the replacement's are exactly (`exp(x) -
+1` -> `expm1(x)` overflows where the user's `exp(x)` does); a hazard is then reported as
+that op's, at that op's span, once with the op's own report.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from lossdsl.diagnostics import Diagnostic
 from lossdsl.ir import Node, SpecIR
+from lossdsl.ir.model import Origin
 from lossdsl.ir.types import DimError, DtypeError, Kind, ShapeError, TensorType, broadcast
 from lossdsl.ops import OPS
 from lossdsl.ops.op import MASK, REQUIRED, TENSOR
@@ -135,6 +142,26 @@ class Rule:
     match: Pattern
     replace: Pattern
     when: Guard | None = None
+    # The call in `match` that answers for the replacement's hazards: the same op facts on
+    # the same offending argument (a capture), so its message and fix read as the user's.
+    blame: Call | None = None
+
+    def __post_init__(self) -> None:
+        if self.blame is not None:  # the very call of `match` (matching records it by identity)
+            object.__setattr__(self, "blame", _occurrence(self.match, self.blame))
+
+
+def _occurrence(pattern: Pattern, wanted: Call) -> Call:
+    """The call in `pattern` equal to `wanted`."""
+    if pattern == wanted:
+        assert isinstance(pattern, Call)
+        return pattern
+    for sub_pattern in pattern.args if isinstance(pattern, Call) else ():
+        try:
+            return _occurrence(sub_pattern, wanted)
+        except ValueError:
+            continue
+    raise ValueError(f"{wanted} is not a call of the rule's pattern")
 
 
 # ---- the rules ---------------------------------------------------------------------
@@ -158,11 +185,11 @@ REWRITES: list[Rule] = [
     Rule("softplus", log(add(ONE, exp(X))), softplus(X)),
     Rule("softplus", log1p(exp(X)), softplus(X)),
     Rule("log1p", log(add(ONE, X)), log1p(X)),
-    Rule("expm1", sub(exp(X), ONE), expm1(X)),
+    Rule("expm1", sub(exp(X), ONE), expm1(X), blame=exp(X)),
     Rule("logsigmoid", log(sigmoid(X)), logsigmoid(X)),
     Rule("log1m-sigmoid", log(sub(ONE, sigmoid(X))), logsigmoid(neg(X))),
-    Rule("xlogx", mul(X, log(X)), xlogx(X), when=not_a_number(X)),
-    Rule("xlogy", mul(X, log(Y)), xlogy(X, Y), when=not_a_number(X)),
+    Rule("xlogx", mul(X, log(X)), xlogx(X), when=not_a_number(X), blame=log(X)),
+    Rule("xlogy", mul(X, log(Y)), xlogy(X, Y), when=not_a_number(X), blame=log(Y)),
     Rule("exp-ratio", div(exp(A), exp(B)), exp(sub(A, B))),
     Rule("log-exp", log(exp(X)), X),
 ]
@@ -191,7 +218,7 @@ def _sweep(ir: SpecIR) -> tuple[SpecIR, list[Diagnostic]]:
     found: list[Diagnostic] = []
     for old in ir.nodes:
         node = old.model_copy(update={"id": len(table), "args": tuple(remap[a] for a in old.args)})
-        applied = _apply_first(node, table) if old.id in live else None
+        applied = _apply_first(node, table, ir.sources) if old.id in live else None
         if applied is None:
             table.append(node)
             carried[node.id] = old.id
@@ -231,22 +258,37 @@ def _reachable(nodes: tuple[Node, ...] | list[Node], start: set[int]) -> set[int
     return seen
 
 
-def _apply_first(node: Node, table: list[Node]) -> tuple[str, list[Node], int] | None:
+def _apply_first(
+    node: Node, table: list[Node], sources: dict[str, str]
+) -> tuple[str, list[Node], int] | None:
     """The first rule that matches `node` and rebuilds it with the same type: its message,
     the new nodes (to append to `table`) and the id that now stands for `node`."""
     for rule in REWRITES:
         bound = _match_node(rule.match, node, table, {})
         if bound is None or (rule.when is not None and not rule.when(bound, table)):
             continue
-        built = _instantiate(rule.replace, bound, table, node)
+        built = _instantiate(rule.replace, bound, table, node, _origin(rule, bound, table, node))
         if built is None:
             continue
         new_nodes, root = built
+        shown = _captures_as_written(bound, table, sources)
         message = (
-            f"rewrote {_show(rule.match, bound)} as {_show(rule.replace, bound)} [{rule.name}]"
+            f"rewrote {_show(rule.match, bound, shown)} as {_show(rule.replace, bound, shown)} "
+            f"[{rule.name}]"
         )
         return message, new_nodes, root
     return None
+
+
+def _origin(rule: Rule, bound: dict, table: list[Node], root: Node) -> Origin:
+    """Where the replacement of `root` comes from in the user's text: the blamed call's
+    node when the rule names one, else the whole expression the rule replaced."""
+    if rule.blame is not None:
+        blamed = table[_unaliased(bound[_at(rule.blame)], table)]
+        if blamed.origin is not None:  # itself made by an earlier rewrite
+            return blamed.origin
+        return Origin(span=blamed.span, op=blamed.op)
+    return Origin(span=root.origin.span if root.origin is not None else root.span)
 
 
 # ---- matching ----------------------------------------------------------------------
@@ -283,8 +325,13 @@ def _match_node(pattern: Pattern, node: Node, table: list[Node], bound: dict) ->
         for sub_pattern, arg in zip(pattern.args, args, strict=True):
             result = _match(sub_pattern, arg, table, result) if result is not None else None
         if result is not None:
-            return result
+            return {**result, _at(pattern): node.id}
     return None
+
+
+def _at(pattern: Call) -> tuple[str, int]:
+    """The key that records, among the captures, the node a call of the pattern matched."""
+    return ("at", id(pattern))
 
 
 def _swapped(pattern: Call) -> tuple[str, int]:
@@ -316,10 +363,12 @@ def _same(a: int, b: int, table: list[Node]) -> bool:
 
 
 def _instantiate(
-    template: Pattern, bound: dict, table: list[Node], root: Node
+    template: Pattern, bound: dict, table: list[Node], root: Node, origin: Origin
 ) -> tuple[list[Node], int] | None:
     """New nodes for `template` (ids from len(table)) and the id of its value; None when
-    the result would not have the replaced node's type (or does not type at all)."""
+    the result would not have the replaced node's type (or does not type at all). The value
+    carries `origin`; the nodes inside it are parts of the user's whole expression."""
+    inner = Origin(span=root.origin.span if root.origin is not None else root.span)
     new: list[Node] = []
 
     def node_of(node_id: int) -> Node:
@@ -341,7 +390,14 @@ def _instantiate(
         node_id = len(table) + len(new)
         new.append(
             Node(
-                id=node_id, op=op, args=args, attrs=attrs, type=type_, span=root.span, via=root.via
+                id=node_id,
+                op=op,
+                args=args,
+                attrs=attrs,
+                type=type_,
+                span=root.span,
+                via=root.via,
+                origin=inner,
             )
         )
         return node_id
@@ -352,10 +408,13 @@ def _instantiate(
         return None
     if node_of(value).type != root.type:
         return None
-    if value < len(table) and root.name is not None:  # an existing value, under a new name
+    aliased = value < len(table) and root.name is not None
+    if aliased:  # an existing value, under a new name
         value = emit("alias", (value,), {}, root.type)
     if value >= len(table):  # the new node stands for the old one, under its name
-        new[-1] = new[-1].model_copy(update={"name": root.name})
+        # An alias computes nothing new: the user's text still reads as what it computes.
+        made = root.origin if aliased else origin
+        new[-1] = new[-1].model_copy(update={"name": root.name, "origin": made})
     return new, value
 
 
@@ -365,25 +424,51 @@ _SYMBOLS = {op: symbol for symbol, op in BINARY_OPERATORS.items()}
 _PREFIX = {op: symbol for symbol, op in UNARY_OPERATORS.items()}
 
 
-def _show(p: Pattern, bound: dict, nested: bool = False) -> str:
-    """A pattern as spec text, with the dims it bound: `log(softmax(x, dim=V))`."""
+def _captures_as_written(
+    bound: dict, table: list[Node], sources: dict[str, str]
+) -> Callable[[Var, bool], str]:
+    """A capture as the user wrote what it matched (`logits`, `lp - old`), in parentheses
+    when it is an operand of an operator; its pattern name where that text is not at hand
+    (an expression over several lines)."""
+
+    def shown(var: Var, nested: bool) -> str:
+        node = table[bound[var.name]]
+        if node.origin is not None and node.name is None:  # made by an earlier rewrite
+            text = spec_text(node, table, lambda a: written(table[a]) or "…")
+        else:
+            text = written(node) or var.name
+        operator = node.name is None and (node.op in _SYMBOLS or node.op in _PREFIX)
+        return f"({text})" if nested and operator and text != var.name else text
+
+    def written(node: Node) -> str:
+        span, source = node.span, sources.get(node.span.file)
+        lines = source.split("\n") if source is not None else []
+        if node.name is not None or span.line != span.end_line or not 1 <= span.line <= len(lines):
+            return node.name or ""  # a named value is referred to by its name
+        return lines[span.line - 1][span.col - 1 : span.end_col - 1]
+
+    return shown
+
+
+def _show(p: Pattern, bound: dict, shown: Callable[[Var, bool], str], nested: bool = False) -> str:
+    """A pattern as spec text, with what it matched: `log(softmax(logits, dim=V))`."""
     if isinstance(p, Var):
-        return p.name
+        return shown(p, nested)
     if isinstance(p, Num):
         return f"{p.value:g}"
     if p.op in _SYMBOLS and len(p.args) == 2:
         operands = p.args[::-1] if bound.get(_swapped(p)) else p.args
-        text = f" {_SYMBOLS[p.op]} ".join(_show(a, bound, nested=True) for a in operands)
+        text = f" {_SYMBOLS[p.op]} ".join(_show(a, bound, shown, nested=True) for a in operands)
         return f"({text})" if nested else text
     if p.op in _PREFIX:
-        return _PREFIX[p.op] + _show(p.args[0], bound, nested=True)
+        return _PREFIX[p.op] + _show(p.args[0], bound, shown, nested=True)
     attrs = dict(p.attrs)
     names = attrs.pop("present", ())
     spec = {a.name: a for a in OPS[p.op].args}
     parts = []
     for name, arg in zip(names, p.args, strict=True):
-        shown = _show(arg, bound)
-        parts.append(shown if spec[name].required else f"{name}={shown}")
+        text = _show(arg, bound, shown)
+        parts.append(text if spec[name].required else f"{name}={text}")
     for name, value in attrs.items():
         value = bound[value.name] if isinstance(value, Var) else value
         if value != spec[name].default:
@@ -397,3 +482,35 @@ def _literal(value: Any) -> str:
     if isinstance(value, tuple):
         return value[0] if len(value) == 1 else f"[{', '.join(map(str, value))}]"
     return str(value)
+
+
+def spec_text(node: Node, nodes: Sequence[Node], text: Callable[[int], str]) -> str:
+    """`node` as spec text, each argument's text given by `text`: how a node a rewrite made
+    reads (`exp(a - b)`), for diagnostics that quote it."""
+
+    def operand(arg: int) -> str:
+        shown, node = text(arg), nodes[arg]
+        operator = node.name is None and (node.op in _SYMBOLS or node.op in _PREFIX)
+        return f"({shown})" if operator else shown
+
+    if node.op == "const":
+        return _literal(node.attrs["value"])
+    if node.op == "alias":
+        return text(node.args[0])
+    if node.op in _SYMBOLS and len(node.args) == 2:
+        return f" {_SYMBOLS[node.op]} ".join(operand(a) for a in node.args)
+    if node.op in _PREFIX:
+        symbol = _PREFIX[node.op]
+        return symbol + ("" if symbol == "-" else " ") + operand(node.args[0])
+    if node.op not in OPS:
+        return node.name or node.op
+    spec = {a.name: a for a in OPS[node.op].args}
+    names = node.attrs.get("present", tuple(a.name for a in OPS[node.op].tensor_args()))
+    parts = [
+        text(arg) if spec[name].required else f"{name}={text(arg)}"
+        for name, arg in zip(names, node.args, strict=False)
+    ]
+    for name, value in node.attrs.items():
+        if name in spec and value != spec[name].default:
+            parts.append(f"{name}={_literal(value)}")
+    return f"{node.op}({', '.join(parts)})"

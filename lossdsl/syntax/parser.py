@@ -210,6 +210,9 @@ def _syntax_diagnostic(
     elif isinstance(error, UnexpectedCharacters):
         found = f", found '{text[offset]}'" if offset < len(text) else ""
     span = Span(file, line, col, line, col + width)
+    python_power = _python_power(error, text, file)
+    if python_power is not None:
+        return python_power
     if isinstance(error, UnexpectedToken) and error.token.type == "COMPARE":
         return Diagnostic(
             "E100",
@@ -240,6 +243,25 @@ def _syntax_diagnostic(
     after = f" after '{previous}'" if previous else ""
     message = f"expected {_describe_expected(expected_names)}{after}{found}"
     return Diagnostic("E100", message, span)
+
+
+def _python_power(error: UnexpectedInput, text: str, file: str) -> Diagnostic | None:
+    """`x ** 2` written as in Python: the second `*` is where parsing stops."""
+    if not (isinstance(error, UnexpectedToken) and str(error.token) == "*"):
+        return None
+    start = error.token.start_pos
+    if not isinstance(start, int) or start < 1 or text[start - 1] != "*":
+        return None
+    line, col = error.token.line, error.token.column
+    if not isinstance(line, int) or not isinstance(col, int) or col < 2:
+        return None
+    span = Span(file, line, col - 1, line, col + 1)
+    line_start = text.rfind("\n", 0, start) + 1
+    line_end = text.find("\n", start)
+    written = text[line_start : len(text) if line_end < 0 else line_end]
+    offset = start - 1 - line_start
+    fixed = (written[:offset] + "^" + written[offset + 2 :]).strip()
+    return Diagnostic("E100", "`**` is not an operator: a power is written `^`", span, fix=fixed)
 
 
 def _keyword_taken_as_name(text: str, offset: int) -> tuple[int, str] | None:

@@ -1,0 +1,103 @@
+"""The set-up and demo scripts say what they are doing before the slow parts (issue 14,
+item 22): each install step of scripts/env.sh names what it installs and roughly how long
+it takes before pip starts, and the demo announces the first compiled call."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import re
+import shutil
+import stat
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+# Stands in for .venv/bin/python: imports fail (nothing installed yet) or succeed (all
+# installed), and pip only says it ran.
+FAKE_PYTHON = """#!/usr/bin/env bash
+if [ "$1" = "-c" ]; then exit {imports}; fi
+echo "PIP RAN: $*" >&2
+"""
+
+
+def checkout_with_fake_python(tmp_path: Path, installed: bool) -> Path:
+    (tmp_path / "scripts").mkdir()
+    shutil.copy(ROOT / "scripts" / "env.sh", tmp_path / "scripts" / "env.sh")
+    shutil.copy(ROOT / "pyproject.toml", tmp_path / "pyproject.toml")
+    python = tmp_path / ".venv" / "bin" / "python"
+    python.parent.mkdir(parents=True)
+    python.write_text(FAKE_PYTHON.format(imports=0 if installed else 1))
+    python.chmod(python.stat().st_mode | stat.S_IEXEC)
+    if installed:
+        marker = tmp_path / ".venv" / ".lossdsl-installed"
+        marker.touch()
+        later = (tmp_path / "pyproject.toml").stat().st_mtime + 10
+        os.utime(marker, (later, later))
+    return tmp_path
+
+
+def source_env_sh(checkout: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        ["bash", "-c", "source scripts/env.sh"],
+        cwd=checkout,
+        capture_output=True,
+        text=True,
+        env={"PATH": os.environ["PATH"], "HOME": str(checkout)},
+        timeout=60,
+    )
+
+
+def test_env_sh_announces_each_install_and_its_duration_before_pip_runs(tmp_path: Path) -> None:
+    result = source_env_sh(checkout_with_fake_python(tmp_path, installed=False))
+    assert result.returncode == 0, result.stderr
+    lines = result.stderr.splitlines()
+    pip_runs = [i for i, line in enumerate(lines) if line.startswith("PIP RAN")]
+    assert len(pip_runs) == 2, result.stderr  # torch, then lossdsl with its tools
+    for run, installs in zip(pip_runs, ["torch", "lossdsl"], strict=True):
+        before = lines[run - 1]
+        assert before.startswith("env.sh: installing") and installs in before, before
+        assert re.search(r"about \d+(-\d+)? (seconds|minutes?)", before), before
+        assert re.match(r"env\.sh: +done in \d+ s", lines[run + 1]), lines[run + 1]
+
+
+def test_env_sh_is_silent_when_the_environment_is_ready(tmp_path: Path) -> None:
+    """Every script sources env.sh: once .venv is set up it adds nothing to their output."""
+    result = source_env_sh(checkout_with_fake_python(tmp_path, installed=True))
+    assert (result.returncode, result.stdout, result.stderr) == (0, "", "")
+
+
+def demo_module():
+    spec = importlib.util.spec_from_file_location("demo", ROOT / "scripts" / "demo.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_demo_announces_the_first_compiled_call_and_its_duration(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    demo = demo_module()
+    assert "15-45 s" in demo.compile_notice("inductor")
+    demo.train_ppo(compile=True, backend="eager")
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith("compiling the loss with torch.compile")
+    assert re.fullmatch(r"compiled in \d+ s", lines[1]), lines[:3]
+    assert lines[2].startswith("ppo (compiled) step 0:")
+    assert sum(line.startswith("compiling") for line in lines) == 1
+
+
+def test_demo_does_not_announce_compilation_when_eager(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    demo_module().train_ppo(compile=False)
+    assert "compil" not in capsys.readouterr().out.replace("(compiled)", "")
+
+
+if sys.platform == "win32":  # pragma: no cover - the scripts are bash
+    pytestmark = pytest.mark.skip("bash scripts")
