@@ -1,0 +1,154 @@
+"""Derived inputs: one spec taking log-probs, logits, or hidden states and a head."""
+
+from __future__ import annotations
+
+import textwrap
+
+import pytest
+import torch
+
+import lossdsl
+from lossdsl.passes import check_text
+
+SPEC = textwrap.dedent(
+    """
+    loss chain
+    input logp    : float[B, T] grad in (-inf, 0] = gather(log_softmax(logits, dim=V), actions, dim=V)
+    input logits  : float[B, T, V] grad = matmul(hidden, head, dim=H)
+    input hidden  : float[B, T, H] grad
+    input head    : float[V, H] grad
+    input actions : int[B, T] in [0, V)
+    input adv     : float[B, T]
+    term policy = -mean(exp(logp - detach(logp)) * adv)
+    """
+).lstrip()
+B, T, V, H = 2, 3, 7, 4
+
+
+def tensors(seed: int = 0) -> dict:
+    g = torch.Generator().manual_seed(seed)
+    return {
+        "hidden": torch.randn(B, T, H, dtype=torch.float64, generator=g, requires_grad=True),
+        "head": torch.randn(V, H, dtype=torch.float64, generator=g, requires_grad=True),
+        "actions": torch.randint(0, V, (B, T), generator=g),
+        "adv": torch.randn(B, T, dtype=torch.float64, generator=g),
+    }
+
+
+def test_the_three_ways_in_give_one_loss_and_chain_their_gradients() -> None:
+    fn = lossdsl.load_text(SPEC)
+    given = tensors()
+    from_head = fn(**given)
+    from_head.loss.backward()
+
+    logits = (given["hidden"] @ given["head"].T).detach().requires_grad_()
+    from_logits = fn(logits=logits, actions=given["actions"], adv=given["adv"])
+    from_logits.loss.backward()
+
+    logp = torch.log_softmax(logits.detach(), -1).gather(-1, given["actions"][..., None])
+    logp = logp.squeeze(-1).requires_grad_()
+    from_logp = fn(logp=logp, adv=given["adv"])
+    from_logp.loss.backward()
+
+    torch.testing.assert_close(from_logits.loss, from_head.loss, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(from_logp.loss, from_head.loss, rtol=1e-12, atol=1e-12)
+    # d/d head = (d/d logits)ᵀ · hidden, summed over B and T
+    expected = torch.einsum("btv,bth->vh", logits.grad, given["hidden"].detach())
+    torch.testing.assert_close(given["head"].grad, expected, rtol=1e-12, atol=1e-12)
+
+
+def test_each_set_of_inputs_builds_its_variant_once_and_keeps_it() -> None:
+    fn = lossdsl.load_text(SPEC)
+    given = tensors()
+    fn(**given)
+    head_graph = fn.graph_module
+    logits = given["hidden"] @ given["head"].T
+    fn(logits=logits, actions=given["actions"], adv=given["adv"])
+    assert fn.graph_module is not head_graph
+    assert "hidden" not in fn.code
+    fn(**given)
+    assert fn.graph_module is head_graph
+
+
+def test_a_call_with_nothing_to_derive_from_says_what_else_it_could_pass() -> None:
+    fn = lossdsl.load_text(SPEC)
+    with pytest.raises(lossdsl.InputError) as caught:
+        fn(actions=tensors()["actions"], adv=tensors()["adv"])
+    message = str(caught.value)
+    assert "missing inputs `hidden` and `head`" in message
+    assert "`logits` or `logp`" in message
+
+
+def test_an_input_a_call_leaves_unread_is_an_input_error() -> None:
+    fn = lossdsl.load_text(SPEC)
+    given = tensors()
+    with pytest.raises(
+        lossdsl.InputError, match="does not read `head` and `hidden` when `logits` is passed"
+    ):
+        fn(logits=given["hidden"] @ given["head"].T, **given)
+
+
+def test_an_expression_of_other_dims_than_declared_is_e200_at_the_expression() -> None:
+    checked = check_text(SPEC.replace("matmul(hidden, head, dim=H)", "matmul(head, hidden, dim=H)"))
+    (error,) = [d for d in checked.diagnostics if d.severity == "error"]
+    assert error.code == "E200"
+    assert "declared float[B, T, V]" in error.message and "gives float[V, B, T]" in error.message
+    assert (error.span.line, error.span.col) == (3, 39)
+
+
+def test_an_expression_of_another_dtype_is_e201() -> None:
+    text = SPEC.replace("input adv     : float[B, T]", "input adv     : float[B, T] = actions")
+    (error,) = [d for d in check_text(text).diagnostics if d.severity == "error"]
+    assert error.code == "E201" and "gives int[B, T]" in error.message
+
+
+def test_check_reports_a_hazard_that_only_a_derivation_has() -> None:
+    text = SPEC.replace("matmul(hidden, head, dim=H)", "log(matmul(hidden, head, dim=H))")
+    codes = {d.code for d in check_text(text).diagnostics}
+    assert "W300" in codes  # the log of a product that can be 0 or negative
+
+
+@pytest.mark.parametrize(
+    ("name", "given"),
+    [
+        ("cross_entropy", {"hidden", "head", "target"}),
+        ("sft_nll", {"hidden", "head", "labels"}),
+        (
+            "ppo",
+            {
+                "hidden",
+                "head",
+                "values",
+                "actions",
+                "old_logp",
+                "old_values",
+                "advantages",
+                "returns",
+                "mask",
+            },
+        ),
+        ("grpo", {"hidden", "head", "actions", "old_logp", "advantages", "mask"}),
+        (
+            "dpo",
+            {
+                "chosen_hidden",
+                "rejected_hidden",
+                "head",
+                "chosen_labels",
+                "rejected_labels",
+                "ref_chosen_hidden",
+                "ref_rejected_hidden",
+                "ref_head",
+            },
+        ),
+        ("distill_kl", {"student_hidden", "student_head", "teacher_hidden", "teacher_head"}),
+        ("kl_penalty", {"hidden", "head", "actions", "ref_hidden", "ref_head"}),
+    ],
+)
+def test_the_standard_vocabulary_losses_take_hidden_states_and_a_head(name, given) -> None:
+    ir = lossdsl.build_ir(name)
+    computed = ir.derivations.computed_for(given)
+    variant = lossdsl.build_ir(name, computed=computed)
+    inputs = {i.name for i in variant.inputs}
+    assert inputs <= given | {i.name for i in variant.inputs if i.default is not None}
+    assert "matmul" in {n.op for n in variant.nodes}
