@@ -13,7 +13,8 @@ from lossdsl.passes import check_text
 SPEC = textwrap.dedent(
     """
     loss chain
-    input logp    : float[B, T] grad in (-inf, 0] = gather(log_softmax(logits, dim=V), actions, dim=V)
+    input logp    : float[B, T] grad in (-inf, 0]
+                  = gather(log_softmax(logits, dim=V), actions, dim=V)
     input logits  : float[B, T, V] grad = matmul(hidden, head, dim=H)
     input hidden  : float[B, T, H] grad
     input head    : float[V, H] grad
@@ -93,7 +94,7 @@ def test_an_expression_of_other_dims_than_declared_is_e200_at_the_expression() -
     (error,) = [d for d in checked.diagnostics if d.severity == "error"]
     assert error.code == "E200"
     assert "declared float[B, T, V]" in error.message and "gives float[V, B, T]" in error.message
-    assert (error.span.line, error.span.col) == (3, 39)
+    assert (error.span.line, error.span.col) == (4, 39)
 
 
 def test_an_expression_of_another_dtype_is_e201() -> None:
