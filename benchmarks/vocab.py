@@ -87,28 +87,43 @@ def make_inputs(case: str, sizes: Sizes, dtype: torch.dtype, device: str) -> Inp
         target = torch.where(mask, tokens, IGNORE).reshape(-1)
         return {"hidden": hidden(B * T, H), "head": head, "target": target}
     if case == "grpo":
-        logp = -torch.rand(B, T, generator=g).to(device) * 2
+        states = hidden(B, T, H)
+        # old and reference log-probs near the policy's own, as in training
+        logp = _token_logp(states.detach(), head.detach(), tokens)
         return {
-            "hidden": hidden(B, T, H),
+            "hidden": states,
             "head": head,
             "actions": tokens,
-            "old_logp": logp,
+            "old_logp": logp + 0.05 * torch.randn(B, T, generator=g).to(device),
             "ref_logp": logp + 0.05 * torch.randn(B, T, generator=g).to(device),
             "advantages": torch.randn(B, 1, generator=g).to(device),
             "mask": mask,
         }
     if case == "dpo":
         half = B // 2
+        chosen, rejected = hidden(half, T, H), hidden(half, T, H)
+        nudge = 0.01 * torch.randn(half, T, H, generator=g).to(device, dtype)
         return {
-            "chosen_hidden": hidden(half, T, H),
-            "rejected_hidden": hidden(half, T, H),
+            "chosen_hidden": chosen,
+            "rejected_hidden": rejected,
             "head": head,
             "chosen_labels": torch.where(mask[:half], tokens[:half], IGNORE),
             "rejected_labels": torch.where(mask[half:], tokens[half:], IGNORE),
-            "reference_chosen_logps": -torch.rand(half, generator=g).to(device) * T,
-            "reference_rejected_logps": -torch.rand(half, generator=g).to(device) * T,
+            "ref_chosen_hidden": chosen.detach() + nudge,
+            "ref_rejected_hidden": rejected.detach() - nudge,
+            "ref_head": head.detach().clone(),
         }
     raise KeyError(case)
+
+
+@torch.no_grad()
+def _token_logp(hidden: Tensor, head: Tensor, tokens: Tensor) -> Tensor:
+    """log-softmax(hidden · headᵀ) at the tokens, a sequence at a time (bounded memory)."""
+    rows = []
+    for b in range(hidden.shape[0]):
+        logits = (hidden[b] @ head.T).float()
+        rows.append(torch.log_softmax(logits, -1).gather(-1, tokens[b, :, None]).squeeze(-1))
+    return torch.stack(rows)
 
 
 def grad_tensors(inputs: Inputs) -> list[Tensor]:
@@ -168,16 +183,15 @@ def liger_grpo() -> Variant:
 def liger_dpo() -> Variant:
     from liger_kernel.chunked_loss import LigerFusedLinearDPOLoss
 
-    loss = LigerFusedLinearDPOLoss(beta=0.1, ignore_index=IGNORE, use_ref_model=False)
+    # sigmoid DPO, beta = 0.1, summed log-probs, a reference model: the `dpo` spec's defaults
+    loss = LigerFusedLinearDPOLoss(beta=0.1, ignore_index=IGNORE, use_ref_model=True)
 
     def run(inputs: Inputs) -> Tensor:
         hidden = torch.cat([inputs["chosen_hidden"], inputs["rejected_hidden"]])
         target = torch.cat([inputs["chosen_labels"], inputs["rejected_labels"]])
-        out = loss(
-            inputs["head"], hidden, target,
-            ref_chosen_logps=inputs["reference_chosen_logps"],
-            ref_rejected_logps=inputs["reference_rejected_logps"],
-        )
+        reference = torch.cat([inputs["ref_chosen_hidden"], inputs["ref_rejected_hidden"]])
+        out = loss(inputs["head"], hidden, target, ref_input=reference,
+                   ref_weight=inputs["ref_head"])
         return out[0] if isinstance(out, tuple) else out
 
     return run
