@@ -27,6 +27,7 @@ class CodeDoc:
     at: tuple[int, int]  # line, col of the diagnostic in `bad`
     fix: str  # how to fix it, in words
     fixed: str  # `bad`, fixed: it raises no `code`
+    sliced: bool = False  # checked as `lossdsl check --sliced` (whether it runs in slices)
 
     @property
     def severity(self) -> Severity:
@@ -247,6 +248,54 @@ _RECORDS = (
         ),
     ),
     CodeDoc(
+        "E205",
+        "the spec cannot run in slices",
+        "`lossdsl.load(…, chunk=N)` runs a spec in slices of rows so that no `[rows, V]` "
+        "intermediate larger than a slice is alive, and `lossdsl check --sliced` asks "
+        "whether it can. It cannot when no input has both a dim an op needs whole (the "
+        "class dim of a softmax, the contracted dim of a matmul) and a dim of rows, when "
+        "every dim of such an input is needed whole (a softmax over the batch), or when a "
+        "value that keeps the class dim is read after the slices (a metric of the whole "
+        "softmax). The message names the node that prevents it.",
+        _spec(
+            "loss e205",
+            "input logits : float[N, V] grad",
+            "term t = mean(entropy(logits, dim=V))",
+            "metric p = softmax(logits, dim=V)",
+        ),
+        (4, 12),
+        "Reduce the value over the class dim where it is made (`max(softmax(logits, "
+        "dim=V), dim=V)`), or load the spec without `chunk=`.",
+        _spec(
+            "loss e205",
+            "input logits : float[N, V] grad",
+            "term t = mean(entropy(logits, dim=V))",
+            "metric p = max(softmax(logits, dim=V), dim=V)",
+        ),
+        sliced=True,
+    ),
+    CodeDoc(
+        "E206",
+        "global_sum of a value that carries gradient",
+        "`global_sum(x)` sums x over the ranks of the data-parallel group: a normaliser, "
+        "such as a count of tokens. The collective passes no gradient back, so x must carry "
+        "none: a count, a mask, or a detached value.",
+        _spec(
+            "loss e206",
+            "input x : float[B, T] grad",
+            "input mask : bool[B, T]",
+            "term t = sum(square(x), where=mask) / max(global_sum(sum(square(x))), 1)",
+        ),
+        (4, 43),
+        "Sum what normalises the loss: `global_sum(count(mask))`, or `detach` the value.",
+        _spec(
+            "loss e206",
+            "input x : float[B, T] grad",
+            "input mask : bool[B, T]",
+            "term t = sum(square(x), where=mask) / max(global_sum(count(mask)), 1)",
+        ),
+    ),
+    CodeDoc(
         "W300",
         "argument outside the op's domain, or at a pole",
         "The interval analysis finds that the argument of `log`, `log1p`, `sqrt`, a "
@@ -438,19 +487,20 @@ def lookup(code: str) -> CodeDoc | None:
 
 def produced(doc: CodeDoc, text: str | None = None, file: str = BAD_FILE) -> list[Diagnostic]:
     """The diagnostics of `doc.code` the checker reports today for `text` (the bad spec)."""
-    return [d for d in _check(doc.bad if text is None else text, file)[0] if d.code == doc.code]
+    found = _check(doc.bad if text is None else text, file, doc.sliced)[0]
+    return [d for d in found if d.code == doc.code]
 
 
 def message(doc: CodeDoc) -> str:
     """What `lossdsl check bad.loss` prints for the bad spec's `doc.code` diagnostics."""
-    diagnostics, sources = _check(doc.bad, BAD_FILE)
+    diagnostics, sources = _check(doc.bad, BAD_FILE, doc.sliced)
     return "\n".join(d.render(sources.get(d.span.file)) for d in diagnostics if d.code == doc.code)
 
 
-def _check(text: str, file: str) -> tuple[list[Diagnostic], dict[str, str]]:
+def _check(text: str, file: str, sliced: bool = False) -> tuple[list[Diagnostic], dict[str, str]]:
     from lossdsl.passes import check_text
 
-    checked = check_text(text, file)
+    checked = check_text(text, file, sliced=sliced)
     return checked.diagnostics, checked.sources
 
 
@@ -507,7 +557,7 @@ Exit status of `lossdsl check`: 0 clean, 1 warnings with `--strict`, 2 errors.
   body, so the comment goes on that line of the used spec.
 - `lossdsl check --allow W301` silences a code everywhere for that run
   (repeatable, and comma-separated: `--allow W301,W304`).
-- Errors (E100–E204) cannot be silenced: a spec with an error does not build.
+- Errors (E100–E206) cannot be silenced: a spec with an error does not build.
 - A code in an allow comment that does not exist is ignored; `--allow` with an
   unknown code or an error code is refused (exit 2).
 

@@ -36,7 +36,7 @@ DTYPES = {
     "int": "int",
     "bool": "bool",
 }
-BUILTIN_VALUES = {"step", "inf", "pi"}
+BUILTIN_VALUES = {"step", "inf", "pi", "world_size"}
 SCALAR_FLOAT = TensorType("float", ())
 D = TypeVar("D")
 NamedDecl = ast.InputDecl | ast.ParamDecl | ast.ValueDecl
@@ -540,6 +540,8 @@ class _Builder:
             return bound
         if e.id == "step":
             return self.step_node
+        if e.id == "world_size":
+            return self.add("world_size", (), {}, SCALAR_FLOAT, e.span, scope=scope)
         if e.id in ("inf", "pi"):
             value = math.inf if e.id == "inf" else math.pi
             return self.add(
@@ -620,7 +622,7 @@ class _Builder:
         if e.func in ELEMENTWISE_FORM and len(e.args) == 2 and not e.kwargs:
             op_name = ELEMENTWISE_FORM[e.func]
         op = OPS.get(op_name)
-        if op is None or op_name in OPERATOR_ONLY:
+        if op is None or op_name in OPERATOR_ONLY or op_name == "world_size":
             self.unknown_name(e.func, e.func_span, scope, callable_=True)
             raise _Failed
         bound = self.bind_arguments(op, e, scope)

@@ -359,6 +359,14 @@ OP_LIST: list[Op] = [
                    steep_message="normalize() has a gradient as large as 1/eps near 0, which "
                                  "its argument can reach (it lies in {interval})",
                    steep_fix="a larger eps, e.g. normalize({x}, eps=1e-6)"), mixes=True),
+    # data parallel (backend/collectives.py)
+    Op("global_sum", X, rules.same_as_broadcast, rules.floating, "global_sum", "reduction",
+       doc="the sum of x over the ranks of the data-parallel group (x without gradient)",
+       facts=Facts(lambda args, attrs: iv.sum_of(args[0], max_count=max_count(attrs)),
+                   curvature=atom(AFFINE, INC))),
+    Op("world_size", (), rules.scalar, rules.floating, "world_size", "shape",
+       doc="the number of ranks of the data-parallel group (1 without one)",
+       facts=Facts(size_image, smooth=S.CONSTANT)),
     # shapes
     Op("index", (Arg("dim", DIM),), rules.positions, rules.integer, "index", "shape",
        doc="the positions 0 … size(D) - 1 of a dim, int[D]",
@@ -416,12 +424,10 @@ ELEMENTWISE_FORM = {"min": "minimum", "max": "maximum"}
 # Ops that exist only as operators (`a + b`, `not c`), never as calls.
 OPERATOR_ONLY = set(BINARY_OPERATORS.values()) | set(UNARY_OPERATORS.values())
 # ... and those the builder reaches only through `min`/`max` with two arguments.
-NOT_CALLABLE = OPERATOR_ONLY | set(ELEMENTWISE_FORM.values())
+NOT_CALLABLE = OPERATOR_ONLY | set(ELEMENTWISE_FORM.values()) | {"world_size"}  # a value
 
 # Names reserved for later versions (LANGUAGE.md "Coming later").
 RESERVED = {
-    "global_sum": "data-parallel normalisation is coming in a later version",
-    "world_size": "data-parallel normalisation is coming in a later version",
     "ema": "stateful ops are coming in a later version",
 }
 

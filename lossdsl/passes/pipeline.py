@@ -10,10 +10,12 @@ from lossdsl.diagnostics import UNKNOWN_SPAN, Diagnostic, LossSpecError, has_err
 from lossdsl.ir import SpecIR, build
 from lossdsl.ir.derived import check_types, derivations, derived_inputs, variant
 from lossdsl.ir.loader import Loaded, display_name, load_text, not_found, unreadable
+from lossdsl.passes.collectives import check_global_sums
 from lossdsl.passes.cse import share_common_subexpressions
 from lossdsl.passes.hazards import find_hazards
 from lossdsl.passes.properties import prove_properties
 from lossdsl.passes.rewrites import rewrite_for_stability
+from lossdsl.passes.slicing import means_as_sums, plan_slices
 from lossdsl.passes.suppress import suppress
 from lossdsl.spec_files import Reference, SpecFile, SpecFileError, read_spec_file
 from lossdsl.syntax import ast
@@ -22,6 +24,7 @@ Pass = Callable[[SpecIR], tuple[SpecIR, list[Diagnostic]]]
 
 # The passes, in order. Each is a pure function `ir -> (ir, diagnostics)`.
 PIPELINE: list[Pass] = [
+    check_global_sums,
     rewrite_for_stability,
     find_hazards,
     prove_properties,
@@ -54,21 +57,27 @@ def check_text(
     choices: dict[str, str] | None = None,
     computed: frozenset[str] | None = None,
     top: SpecFile | None = None,
+    sliced: bool = False,
 ) -> Checked:
     """Check a spec's text (read from the file `top`, when it was); `use`s are looked up
     from the folder `base` (the working directory when None). `computed` names the derived
     inputs to compute (a variant, ir/derived.py); by default the spec as written is checked,
     with its derived inputs passed, and the variant that computes every one of them too
-    (their diagnostics are reported with the first's; the IR returned is the first's)."""
+    (their diagnostics are reported with the first's; the IR returned is the first's).
+    `sliced` also asks whether the spec can run in slices (`chunk=`, E205), in the variant
+    that computes every derived input."""
     loaded = load_text(text, file, base, top)
     diagnostics = list(loaded.diagnostics)
     ir = None
     if loaded.spec is not None and not has_errors(diagnostics):
         variants = [computed] if computed is not None else _variants_to_check(loaded.spec)
+        last = None
         for index, variant in enumerate(variants):
-            found_ir, found = _checked_variant(loaded, variant, choices)
+            last, found = _checked_variant(loaded, variant, choices)
             diagnostics += [d for d in found if d not in diagnostics]
-            ir = found_ir if index == 0 else ir
+            ir = last if index == 0 else ir
+        if sliced and last is not None:
+            diagnostics += plan_slices(means_as_sums(last))[1]
     diagnostics = _sorted(suppress(diagnostics, loaded.sources))  # `# lossdsl: allow` comments
     if ir is not None:  # kept with the IR (and its cache), so every load can repeat them
         warnings = [d for d in diagnostics if d.severity == "warning"]
@@ -111,6 +120,7 @@ def check_reference(
     choices: dict[str, str] | None = None,
     base: Path | None = None,
     computed: frozenset[str] | None = None,
+    sliced: bool = False,
 ) -> Checked:
     """Check a spec named by a path or by a standard-library name (`ppo`, `rl/ppo`): a file at
     that path, from `base` (the working directory when None), wins over a standard spec."""
@@ -124,7 +134,7 @@ def check_reference(
         spec = read_spec_file(path, reference)
     except SpecFileError as error:
         return Checked(None, [unreadable(error, name, UNKNOWN_SPAN)], file=name)
-    return check_text(spec.text, name, path.parent, choices, computed, top=spec)
+    return check_text(spec.text, name, path.parent, choices, computed, top=spec, sliced=sliced)
 
 
 def _sorted(diagnostics: list[Diagnostic]) -> list[Diagnostic]:

@@ -272,13 +272,15 @@ def _collect(
         accumulators.setdefault(node_id, Accumulator(node_id, "collect"))
         return None
     what = f"`{node.name}`" if node.name else "this value"
-    after = f"`{reader.name}`" if reader is not None and reader.name else "a later value"
     if reader is None:
-        after = "the outputs"
+        use = "it is an output of the spec"
+    else:
+        use = f"`{reader.name}` reads it" if reader.name else "a later value reads it"
+        use += " after the slices"
     return Diagnostic(
         "E205",
         f"the spec cannot run in slices: {what} keeps the dim {kept[0]} of the sliced "
-        f"inputs, and {after} reads(s) it whole",
+        f"inputs, and {use}",
         node.span,
         fix=f"reduce it over {kept[0]} where it is made (sum, mean, logsumexp, …)",
     )

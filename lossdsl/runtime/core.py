@@ -360,6 +360,25 @@ class LossRuntime:
         return marked + args[len(marked) :]
 
 
+def global_sum(x: torch.Tensor) -> torch.Tensor:
+    """`global_sum(x)`: the sum of x over the ranks of the default process group, as a
+    traceable functional collective (no graph break, no host sync); x itself without one."""
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()):
+        return x
+    from torch.distributed import _functional_collectives as collectives
+
+    return collectives.all_reduce(x, "sum", dist.group.WORLD)
+
+
+def world_size() -> int:
+    """The number of ranks of the default process group, 1 without one."""
+    import torch.distributed as dist
+
+    return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
+
+
 def _dtype_matches(declared: str, dtype: torch.dtype) -> bool:
     if declared == "float":
         return dtype.is_floating_point

@@ -7,7 +7,8 @@ A fixture in `tests/fixtures/errors/` starts with one line per expected diagnost
 
 (the code, and the 1-based line:col where the diagnostic starts; a diagnostic in another
 file names that file relative to the fixture). Checking the fixture must give exactly
-those diagnostics: no fewer, no others, no duplicates.
+those diagnostics: no fewer, no others, no duplicates. A line `# check: sliced` checks it
+as `lossdsl check --sliced` does (whether it can run in slices, E205).
 """
 
 from __future__ import annotations
@@ -47,7 +48,9 @@ def expected_diagnostics(path: Path) -> Counter[Place]:
 
 
 def produced_diagnostics(path: Path) -> tuple[Counter[Place], list[str]]:
-    checked = check_text(path.read_text(), str(path), path.parent)
+    text = path.read_text()
+    sliced = re.search(r"^#\s*check:\s*sliced\s*$", text, re.M) is not None
+    checked = check_text(text, str(path), path.parent, sliced=sliced)
     places: Counter[Place] = Counter()
     shown = []
     for d in checked.diagnostics:
