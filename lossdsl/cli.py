@@ -109,6 +109,9 @@ def check(
     explain_code: Annotated[
         str | None, typer.Option("--explain", help="print a code's documentation and exit")
     ] = None,
+    sliced: Annotated[
+        bool, typer.Option("--sliced", help="also check that it can run in slices (chunk=)")
+    ] = False,
 ) -> None:
     """Check specs: syntax, names, shapes, dtypes, hazards, and per-term properties."""
     if explain_code is not None:
@@ -126,7 +129,7 @@ def check(
     every: list[Diagnostic] = []
     color = sys.stdout.isatty()
     for spec in specs:
-        checked = check_reference(spec)
+        checked = check_reference(spec, sliced=sliced)
         if silenced:
             checked = replace(checked, diagnostics=suppress(checked.diagnostics, {}, silenced))
         every += checked.diagnostics

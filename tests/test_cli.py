@@ -322,3 +322,15 @@ def test_a_failed_write_leaves_the_earlier_output_whole(
     assert_refused(result, "No space left on device")
     assert program.read_bytes() == earlier
     assert sorted(p.name for p in tmp_path.iterdir()) == ["clean.pt2", "spec.loss"]
+
+
+def test_check_sliced_says_whether_a_spec_runs_in_slices():
+    from typer.testing import CliRunner
+
+    from lossdsl.cli import app
+
+    runner = CliRunner()
+    assert runner.invoke(app, ["check", "--sliced", "ppo"]).exit_code == 0
+    result = runner.invoke(app, ["check", "--sliced", "mse"])
+    assert result.exit_code == 2
+    assert "E205" in result.output and "nothing to slice" in result.output
