@@ -195,7 +195,7 @@ class SlicedGraph:
         rows = self.rows_per_slice(shapes)
         cut = len(split) - 1
         for position in range(len(split)):
-            if math.prod(sizes[position + 1 :]) <= rows:
+            if self.rows_within(shapes, split[: position + 1]) <= rows:
                 cut = position
                 break
         wanted = self.plan.split.index(_plan_dim(split[cut])) if split else 0
@@ -203,9 +203,18 @@ class SlicedGraph:
         assert level is not None  # level 0 is ok, or loading raised E205
         deepest = max(i for i, k in enumerate(split) if _plan_dim(k) in level.partial)
         cut = min(cut, deepest)
-        inner = math.prod(sizes[cut + 1 :])
+        inner = self.rows_within(shapes, split[: cut + 1])
         width = max(1, min(sizes[cut], rows // max(inner, 1))) if sizes else 1
         return level, _regions(split, sizes, cut, width)
+
+    def rows_within(self, shapes: _Shapes, cut: list[Key]) -> int:
+        """Rows in one position of the last dim of `cut` (the dims before it at one
+        position each): the most any sliced input has."""
+        most = 1
+        for dims in self.plan.row_dims:
+            keys = [k for k in shapes.axes(dims) if k is not None]
+            most = max(most, math.prod(shapes.size(k) for k in keys if k not in cut))
+        return most
 
     def rows_per_slice(self, shapes: _Shapes) -> int:
         if isinstance(self.chunk, int):

@@ -66,6 +66,7 @@ class SlicePlan:
     wide: tuple[str, ...]
     sliced_inputs: tuple[str, ...]
     levels: tuple[Level, ...]  # levels[j] cuts split[: j + 1]
+    row_dims: tuple[tuple[str, ...], ...] = ()  # each sliced input's dims of rows
 
     def finest_ok(self, wanted: int) -> Level | None:
         """The finest level at most `wanted` (0-based) that can run."""
@@ -87,14 +88,19 @@ def plan_slices(ir: SpecIR) -> tuple[SlicePlan | None, list[Diagnostic]]:
         return None, [_nothing_to_slice(ir)]
     varying = _depending_on({ir.input(s.name).node for s in sliced}, ir)
     mixed = {d for node in ir.nodes if node.id in varying for d in _mixed_dims(ir, node)}
-    split: list[str] = []
-    for spec in sliced:
-        split += [d for d in spec.dims if _is_dim(d) and d not in mixed and d not in split]
+    # A slice cuts only the row dims every sliced input has: an input without the cut dim
+    # (the rejected responses' T beside the chosen ones') would be read whole by each slice.
+    split = [
+        d
+        for d in sliced[0].dims
+        if _is_dim(d) and d not in mixed and all(d in s.dims for s in sliced)
+    ]
     if not split:
         return None, [_everything_mixed(ir, sliced[0].name, varying)]
     wide = tuple(sorted({d for s in sliced for d in s.dims if d in mixed}, key=str))
+    row_dims = tuple(tuple(d for d in s.dims if _is_dim(d) and d not in mixed) for s in sliced)
     levels = tuple(_level(ir, tuple(split[: j + 1]), varying, set(wide)) for j in range(len(split)))
-    plan = SlicePlan(tuple(split), wide, tuple(s.name for s in sliced), levels)
+    plan = SlicePlan(tuple(split), wide, tuple(s.name for s in sliced), levels, row_dims)
     if not levels[0].ok:
         assert levels[0].problem is not None
         return plan, [levels[0].problem]

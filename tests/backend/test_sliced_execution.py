@@ -18,20 +18,30 @@ import lossdsl
 from lossdsl.diagnostics import LossSpecError
 
 B, T, V, N, H = 3, 5, 11, 13, 6
-SIZES = {"B": B, "T": T, "V": V, "C": V, "N": N, "H": H}
+SIZES = {"B": B, "T": T, "V": V, "C": V, "N": N, "H": H, "Tc": T, "Tr": T + 1}
 
 
-def random_inputs(fn, dtype=torch.float64, seed=0, leading=(N,)) -> dict:
-    """Inputs of a loaded spec, drawn to fit each input's declared dims and range: class
-    indices in range (a few ignored, -100, where the range allows), ragged bool masks with
-    one all-masked row, log-probabilities <= 0."""
+def random_inputs(fn, dtype=torch.float64, seed=0, leading=(N,), ir=None) -> dict:
+    """Inputs of a loaded spec (of the variant `ir`, by default the spec as written), drawn
+    to fit each input's declared dims and range: class indices in range (a few ignored, -100,
+    where the range allows), ragged bool masks with one all-masked row, log-probabilities
+    <= 0."""
     g = torch.Generator().manual_seed(seed)
     made = {}
-    for spec in fn.SPEC["inputs"]:
+    ir = ir or fn.ir
+    for spec in ir.inputs:
+        spec = {
+            "name": spec.name,
+            "dtype": spec.dtype,
+            "dims": spec.dims,
+            "grad": spec.grad,
+            "default": spec.default,
+            "range": spec.range,
+        }
         if spec["default"] is not None and spec["dtype"] == "bool":
             continue
         shape = [d for dim in spec["dims"] for d in (leading if dim == "..." else [dim])]
-        shape = [SIZES[d] if isinstance(d, str) else d for d in shape]
+        shape = [SIZES.get(d, 4) if isinstance(d, str) else d for d in shape]
         name = spec["name"]
         if spec["dtype"] == "bool":
             mask = torch.rand(shape, generator=g) > 0.3
@@ -40,8 +50,9 @@ def random_inputs(fn, dtype=torch.float64, seed=0, leading=(N,)) -> dict:
             made[name] = mask
         elif spec["dtype"] == "int":
             values = torch.randint(0, V, shape, generator=g)
-            declared = fn.ir.input(name).range
-            if name in ("target", "labels") and (declared is None or declared.lo == -100):
+            declared = spec["range"]
+            ignorable = declared is None or declared.lo == -100
+            if ("target" in name or "labels" in name) and ignorable:
                 values[..., 1] = -100  # the ignore index
             made[name] = values
         else:
@@ -111,6 +122,78 @@ def test_sliced_equals_unsliced_in_float32(name: str) -> None:
     reference = lossdsl.load(name)
     sliced = lossdsl.load(name, chunk=4)
     assert_same_run(reference, sliced, random_inputs(reference, torch.float32), 1e-5)
+
+
+FROM_HEADS = [
+    ("cross_entropy", {"hidden", "head", "target"}),
+    ("sft_nll", {"hidden", "head", "labels"}),
+    (
+        "ppo",
+        {
+            "hidden",
+            "head",
+            "values",
+            "actions",
+            "old_logp",
+            "old_values",
+            "advantages",
+            "returns",
+            "mask",
+        },
+    ),
+    ("grpo", {"hidden", "head", "actions", "old_logp", "ref_logp", "advantages", "mask"}),
+    ("dr_grpo", {"hidden", "head", "actions", "old_logp", "ref_logp", "advantages", "mask"}),
+    ("gspo", {"hidden", "head", "actions", "old_logp", "advantages", "mask"}),
+    (
+        "dpo",
+        {
+            "chosen_hidden",
+            "rejected_hidden",
+            "head",
+            "chosen_labels",
+            "rejected_labels",
+            "ref_chosen_hidden",
+            "ref_rejected_hidden",
+            "ref_head",
+        },
+    ),
+    (
+        "simpo",
+        {
+            "chosen_hidden",
+            "rejected_hidden",
+            "head",
+            "chosen_tokens",
+            "rejected_tokens",
+            "chosen_mask",
+            "rejected_mask",
+        },
+    ),
+    (
+        "orpo",
+        {
+            "chosen_hidden",
+            "rejected_hidden",
+            "head",
+            "chosen_tokens",
+            "rejected_tokens",
+            "chosen_mask",
+            "rejected_mask",
+        },
+    ),
+    ("distill_kl", {"student_hidden", "student_head", "teacher_hidden", "teacher_head"}),
+    ("kl_penalty", {"hidden", "head", "actions", "ref_hidden", "ref_head", "mask"}),
+]
+
+
+@pytest.mark.parametrize("chunk", [3, 8])
+@pytest.mark.parametrize("name, given", FROM_HEADS, ids=[n for n, _ in FROM_HEADS])
+def test_standard_specs_from_hidden_states_sliced_equal_unsliced(name, given, chunk) -> None:
+    reference = lossdsl.load(name)
+    variant = lossdsl.build_ir(name, computed=reference.ir.derivations.computed_for(given))
+    inputs = random_inputs(reference, ir=variant)
+    assert set(inputs) <= given
+    assert_same_run(reference, lossdsl.load(name, chunk=chunk), inputs, 1e-10)
 
 
 HEAD = """
