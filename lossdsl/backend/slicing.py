@@ -182,7 +182,7 @@ class SlicedGraph:
         else:
             accumulated = _TwoPass.apply(run, *run.differentiable_feeds())
             wide_loss = None
-        outputs = parts.finish(*args, *computed, *run.finals(accumulated))
+        outputs = parts.finish(*args, *computed, *accumulated)
         if wide_loss is None:
             return tuple(outputs)
         loss = outputs[0] + (wide_loss - wide_loss.detach())
@@ -424,9 +424,6 @@ class _SliceRun:
                 whole = kept[i]
                 assert whole is not None
                 whole[index] = _combine(accumulator.combine, whole[index], part)
-
-    def finals(self, accumulated: tuple[torch.Tensor, ...]) -> list[torch.Tensor]:
-        return list(accumulated)
 
     def values_of(self, totals: list[list[torch.Tensor | None]]) -> list[torch.Tensor]:
         """Each accumulator's value: a mean is its sum over its count."""

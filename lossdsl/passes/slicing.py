@@ -230,12 +230,11 @@ def _level(ir: SpecIR, partial: tuple[str, ...], varying: set[int], wide: set[st
             where[node.id] = BEFORE
             continue
         states = [where[a] for a in node.args]
-        op = OPS.get(node.op)
-        cuts = op is not None and op.accumulate and set(_reduced_dims(ir, node)) & set(partial)
+        combine = _combine_across_slices(ir, node, partial)
         if node.op == "input":
             where[node.id] = PER_SLICE
-        elif cuts and AFTER not in states:
-            accumulators[node.id] = Accumulator(node.id, op.accumulate)  # type: ignore[union-attr]
+        elif combine is not None and AFTER not in states:
+            accumulators[node.id] = Accumulator(node.id, combine)
             where[node.id] = AFTER
         elif AFTER in states:
             where[node.id] = AFTER
@@ -258,6 +257,14 @@ def _level(ir: SpecIR, partial: tuple[str, ...], varying: set[int], wide: set[st
     one_pass = problem is None and _affine_in(ir, accumulators, where)
     ordered = tuple(accumulators[n] for n in sorted(accumulators))
     return Level(partial, per_slice, ordered, feeds, one_pass, problem)
+
+
+def _combine_across_slices(ir: SpecIR, node: Node, partial: tuple[str, ...]) -> str | None:
+    """How a reduction over a dim the slices cut combines their partial results."""
+    op = OPS.get(node.op)
+    if op is None or op.accumulate is None:
+        return None
+    return op.accumulate if set(_reduced_dims(ir, node)) & set(partial) else None
 
 
 def _outputs(ir: SpecIR) -> list[int]:
@@ -305,8 +312,9 @@ def _affine_in(ir: SpecIR, accumulators: dict[int, Accumulator], where: dict[int
             adds_up = accumulators[node.id].combine in ADDS_UP
             dependence[node.id] = AFFINE if adds_up else OTHER
             continue
-        kinds = [dependence.get(a) for a in node.args if where[node.id] == AFTER]
-        kinds = [k for k in kinds if k is not None]
+        if where[node.id] != AFTER:
+            continue
+        kinds = [dependence[a] for a in node.args if a in dependence]
         if not kinds:
             continue
         if OTHER in kinds:
