@@ -8,11 +8,14 @@ from __future__ import annotations
 
 import difflib
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from lossdsl.diagnostics import Diagnostic, Span
+from lossdsl.ir import trampoline
 from lossdsl.ir.model import ChoiceSpec, InputSpec, NamedValue, Node, ParamSpec, RangeSpec, SpecIR
+from lossdsl.ir.trampoline import Walk
 from lossdsl.ir.types import ELLIPSIS, DimError, DtypeError, ShapeError, TensorType, format_dims
 from lossdsl.ops import (
     BINARY_OPERATORS,
@@ -98,6 +101,8 @@ class _Builder:
         self.inputs: list[InputSpec] = []
         self.params: list[ParamSpec] = []
         self.choices: dict[str, ChoiceSpec] = {}
+        self.folded: list[float | None] = []  # per node: its value when built from numbers
+        self.mentioning: dict[int, bool] = {}  # id() of an objective's part: mentions a term
 
     # ---- driver -----------------------------------------------------------------
 
@@ -107,9 +112,8 @@ class _Builder:
         self.step_node = self.add("step", (), {}, SCALAR_FLOAT, self.spec.name_span, name="step")
         self.declare_inputs()
         self.declare_choices()
-        for param in self.decls(ast.ParamDecl):
-            if param.value is not None:
-                self.value_of(param.name, param.name_span, _Scope())
+        for decl in self.build_order():
+            self.value_of(decl.name, decl.name_span, _Scope())
         named = {"let": [], "term": [], "metric": []}  # type: dict[str, list[NamedValue]]
         for decl in self.decls(ast.ValueDecl):
             node = self.value_of(decl.name, decl.name_span, _Scope())
@@ -174,6 +178,7 @@ class _Builder:
             via=via,
         )
         self.nodes.append(node)
+        self.folded.append(self.fold_new(op, args, attrs))
         return node.id
 
     def type_of(self, node_id: int) -> TensorType:
@@ -425,19 +430,87 @@ class _Builder:
 
     def fold(self, node_id: int) -> float | None:
         """The value of a node built from numbers alone (None otherwise)."""
-        node = self.nodes[node_id]
-        if node.op == "const":
-            return float(node.attrs["value"])
-        op = OPS.get(node.op)
+        return self.folded[node_id]
+
+    def fold_new(self, op_name: str, args: tuple[int, ...], attrs: dict[str, Any]) -> float | None:
+        """The value of a node about to be added, from its arguments' (folded as built)."""
+        if op_name == "const":
+            return float(attrs["value"])
+        op = OPS.get(op_name)
         if op is None or op.scalar is None or op.group == "schedule":
             return None
-        folded = [self.fold(a) for a in node.args]
-        values = [v for v in folded if v is not None]
-        if len(values) != len(folded):
+        values = [self.folded[a] for a in args]
+        if any(v is None for v in values):
             return None
         return op.scalar(*values)
 
     # ---- values -------------------------------------------------------------------
+
+    def build_order(self) -> list[NamedDecl]:
+        """The params given by a value, then the lets, terms and metrics, each after the
+        values it mentions: building one then never needs to build another first, however
+        long a chain of lets is. A cycle is E106, at the mention that closes it."""
+        roots: list[NamedDecl] = [d for d in self.decls(ast.ParamDecl) if d.value is not None]
+        roots += self.decls(ast.ValueDecl)
+        order: list[NamedDecl] = []
+        done: set[str] = set()
+        for root in roots:
+            if self.values.get(root.name) is not root or root.name in done:
+                continue
+            path = [root.name]  # the values being ordered, each mentioned by the one before
+            pending = [iter(self.mentioned_values(root))]
+            while pending:
+                for mention in pending[-1]:
+                    if mention.id in self.failed or mention.id in done:
+                        continue
+                    if mention.id in path:
+                        members = path[path.index(mention.id) :]
+                        cycle = " -> ".join([*members, mention.id])
+                        self.error(
+                            "E106",
+                            f"`{mention.id}` is defined in terms of itself: {cycle}",
+                            mention.span,
+                        )
+                        self.failed.update(members)
+                        continue
+                    path.append(mention.id)
+                    pending.append(iter(self.mentioned_values(self.values[mention.id])))
+                    break
+                else:
+                    pending.pop()
+                    finished = path.pop()
+                    done.add(finished)
+                    order.append(self.values[finished])
+        return order
+
+    def mentioned_values(self, decl: NamedDecl) -> Iterator[ast.Name]:
+        """The names in a declaration's expression of the values it needs built first: other
+        params for a param; params, lets, terms and metrics for the others. Only the chosen
+        branch of a `select` counts; def bodies see no values, so only the calls' arguments."""
+        if isinstance(decl, ast.InputDecl) or decl.value is None:
+            return
+        needed: tuple[type, ...] = (ast.ParamDecl,)
+        if isinstance(decl, ast.ValueDecl):
+            needed = (ast.ParamDecl, ast.ValueDecl)
+        stack = [decl.value]
+        while stack:
+            e = stack.pop()
+            if isinstance(e, ast.Name):
+                found = self.values.get(e.id)
+                if isinstance(found, ast.ParamDecl | ast.ValueDecl) and isinstance(found, needed):
+                    if found.value is not None:
+                        yield e
+                continue
+            chosen = self.chosen_branch(e) if isinstance(e, ast.Call) else None
+            stack.extend(reversed(ast.children(e) if chosen is None else (chosen,)))
+
+    def chosen_branch(self, e: ast.Call) -> ast.Expr | None:
+        """The branch a well-formed `select(choice, a=…, b=…)` keeps (None otherwise)."""
+        if e.func != "select" or len(e.args) != 1 or not isinstance(e.args[0], ast.Name):
+            return None
+        choice = self.choices.get(e.args[0].id)
+        branch = next((kw for kw in e.kwargs if choice and kw.name == choice.value), None)
+        return None if branch is None else branch.value
 
     def value_of(self, name: str, span: Span, scope: _Scope) -> int | None:
         """The node of a spec-level value, building lets, terms and params on first use."""
@@ -482,6 +555,39 @@ class _Builder:
 
     def expr(self, e: ast.Expr, scope: _Scope) -> int:
         """Build an expression; raises _Failed after reporting an error inside it."""
+        return trampoline.run(self.walk(e, scope))
+
+    def sub(self, e: ast.Expr, scope: _Scope) -> int | Walk[int]:
+        """What a walk yields for a sub-expression: a leaf's node at once, else its walk."""
+        if isinstance(e, ast.Number | ast.Bool | ast.Name):
+            return self.leaf(e, scope)
+        return self.walk(e, scope)
+
+    def walk(self, e: ast.Expr, scope: _Scope) -> Walk[int]:
+        """Build an expression, yielding its sub-expressions to `trampoline.run`."""
+        if isinstance(e, ast.Unary):
+            operand = yield self.sub(e.operand, scope)
+            return self.apply(
+                OPS[UNARY_OPERATORS[e.op]], [operand], {}, e.span, scope, [e.operand.span]
+            )
+        if isinstance(e, ast.Binary):
+            left = yield self.sub(e.left, scope)
+            right = yield self.sub(e.right, scope)
+            spans = [e.left.span, e.right.span]
+            return self.apply(OPS[BINARY_OPERATORS[e.op]], [left, right], {}, e.span, scope, spans)
+        if isinstance(e, ast.Call):
+            return (yield from self.call(e, scope))
+        if isinstance(e, ast.ListExpr):
+            self.error(
+                "E201",
+                "a list is only allowed as `dim=[…]` or in piecewise(…)",
+                e.span,
+                scope=scope,
+            )
+            raise _Failed
+        return self.leaf(e, scope)
+
+    def leaf(self, e: ast.Expr, scope: _Scope) -> int:
         if isinstance(e, ast.Number):
             kind = "int" if e.is_int else "float"
             return self.add(
@@ -503,27 +609,7 @@ class _Builder:
             )
         if isinstance(e, ast.Name):
             return self.name(e, scope)
-        if isinstance(e, ast.Unary):
-            operand = self.expr(e.operand, scope)
-            return self.apply(
-                OPS[UNARY_OPERATORS[e.op]], [operand], {}, e.span, scope, [e.operand.span]
-            )
-        if isinstance(e, ast.Binary):
-            left = self.expr(e.left, scope)
-            right = self.expr(e.right, scope)
-            spans = [e.left.span, e.right.span]
-            return self.apply(OPS[BINARY_OPERATORS[e.op]], [left, right], {}, e.span, scope, spans)
-        if isinstance(e, ast.Call):
-            return self.call(e, scope)
-        if isinstance(e, ast.ListExpr):
-            self.error(
-                "E201",
-                "a list is only allowed as `dim=[…]` or in piecewise(…)",
-                e.span,
-                scope=scope,
-            )
-            raise _Failed
-        raise AssertionError(f"unknown expression {e!r}")
+        raise AssertionError(f"not a leaf: {type(e).__name__}")
 
     def name(self, e: ast.Name, scope: _Scope) -> int:
         if e.id in scope.locals:
@@ -611,11 +697,11 @@ class _Builder:
         fix = f"did you mean `{close[0]}`?" if close else None
         self.error("E101", f"unknown {what} `{name}`", span, fix=fix, scope=scope)
 
-    def call(self, e: ast.Call, scope: _Scope) -> int:
+    def call(self, e: ast.Call, scope: _Scope) -> Walk[int]:
         if e.func == "select":
-            return self.select(e, scope)
+            return (yield from self.select(e, scope))
         if e.func in self.defs and e.func not in OPS:
-            return self.inline(e, scope)
+            return (yield from self.inline(e, scope))
         op_name = e.func
         if e.func in ELEMENTWISE_FORM and len(e.args) == 2 and not e.kwargs:
             op_name = ELEMENTWISE_FORM[e.func]
@@ -648,7 +734,7 @@ class _Builder:
                         spans.append(e.span)
                         attrs.setdefault("present", []).append(arg.name)
                         continue
-                    tensors.append(self.expr(value, scope))
+                    tensors.append((yield self.sub(value, scope)))
                     spans.append(value.span)
                     attrs.setdefault("present", []).append(arg.name)
                 else:
@@ -811,7 +897,7 @@ class _Builder:
         node = self.nodes[node_id]
         return f"`{node.name}`" if node.name else "the operand"
 
-    def inline(self, e: ast.Call, scope: _Scope) -> int:
+    def inline(self, e: ast.Call, scope: _Scope) -> Walk[int]:
         decl = self.defs[e.func]
         if e.func in self.recursive:
             raise _Failed  # reported once, as E106, at the recursive call
@@ -828,7 +914,7 @@ class _Builder:
             raise _Failed
         bindings: dict[str, int | _DimAlias] = {}
         for param, arg in zip(decl.params, e.args, strict=True):
-            bindings[param] = self.def_argument(arg, scope)
+            bindings[param] = yield from self.def_argument(arg, scope)
         inner = _Scope(
             locals=bindings,
             calls=(*scope.calls, _DefCall(decl.name, e.span)),
@@ -836,18 +922,18 @@ class _Builder:
             params_only=scope.params_only,
             misuse_code=scope.misuse_code,
         )
-        return self.expr(decl.body, inner)
+        return (yield self.sub(decl.body, inner))
 
-    def def_argument(self, arg: ast.Expr, scope: _Scope) -> int | _DimAlias:
+    def def_argument(self, arg: ast.Expr, scope: _Scope) -> Walk[int | _DimAlias]:
         if isinstance(arg, ast.Name):
             local = scope.locals.get(arg.id)
             if isinstance(local, _DimAlias):
                 return local
             if local is None and arg.id in self.dims and arg.id not in self.values:
                 return _DimAlias(arg.id)
-        return self.expr(arg, scope)
+        return (yield self.sub(arg, scope))
 
-    def select(self, e: ast.Call, scope: _Scope) -> int:
+    def select(self, e: ast.Call, scope: _Scope) -> Walk[int]:
         if len(e.args) != 1 or not isinstance(e.args[0], ast.Name):
             self.error(
                 "E103",
@@ -886,7 +972,7 @@ class _Builder:
             )
         if choice.value not in branches:
             raise _Failed
-        return self.expr(branches[choice.value].value, scope)
+        return (yield self.sub(branches[choice.value].value, scope))
 
     # ---- terms and the objective --------------------------------------------------
 
@@ -914,7 +1000,9 @@ class _Builder:
             return ones, None
         decl = minimize[0]
         try:
-            combination = self.linear_combination(decl.objective, term_nodes)
+            declared = {d.name for d in self.decls(ast.ValueDecl) if d.kind == "term"}
+            walk = self.linear_combination(decl.objective, term_nodes, declared)
+            combination = trampoline.run(walk)
         except _Failed:
             return {}, decl.span
         weights = {}
@@ -925,14 +1013,15 @@ class _Builder:
                 weights[name] = self.add("const", (), {"value": 0.0}, SCALAR_FLOAT, decl.span)
         return weights, decl.span
 
-    def linear_combination(self, e: ast.Expr, terms: dict[str, int]) -> dict[str, int]:
+    def linear_combination(
+        self, e: ast.Expr, terms: dict[str, int], declared: set[str]
+    ) -> Walk[dict[str, int]]:
         """`w1 * t1 + w2 * t2 - …` as {term: weight node}; E203 for anything else."""
-        declared = {d.name for d in self.decls(ast.ValueDecl) if d.kind == "term"}
         if isinstance(e, ast.Name) and e.id in declared:
             if e.id not in terms:
                 raise _Failed  # the term itself had an error, already reported
             return {e.id: self.constant(1.0, e.span)}
-        if not _mentions(e, declared):
+        if not self.mentions(e, declared):
             if isinstance(e, ast.Name) and e.id in self.values and e.id not in terms:
                 what = type(self.values[e.id]).__name__
                 self.error(
@@ -952,12 +1041,13 @@ class _Builder:
                 )
             raise _Failed
         if isinstance(e, ast.Unary) and e.op == "-":
-            inner = self.linear_combination(e.operand, terms)
+            inner = yield self.linear_combination(e.operand, terms, declared)
             return {t: self.scaled(w, -1.0, e.span) for t, w in inner.items()}
         if isinstance(e, ast.Binary) and e.op in "+-":
-            left = self.linear_combination(e.left, terms)
-            right = self.linear_combination(e.right, terms)
-            twice = set(left) & set(right)
+            left = yield self.linear_combination(e.left, terms, declared)
+            right = yield self.linear_combination(e.right, terms, declared)
+            smaller, larger = sorted((left, right), key=len)  # a long sum grows on one side
+            twice = [t for t in smaller if t in larger]
             if twice:
                 self.error(
                     "E203",
@@ -968,12 +1058,14 @@ class _Builder:
                 raise _Failed
             if e.op == "-":
                 right = {t: self.scaled(w, -1.0, e.span) for t, w in right.items()}
-            return {**left, **right}
+            smaller, larger = sorted((left, right), key=len)
+            larger.update(smaller)  # the order of terms is the declarations', set by the caller
+            return larger
         if isinstance(e, ast.Binary) and e.op in "*/":
             weight_side, term_side = (e.left, e.right) if e.op == "*" else (e.right, e.left)
-            if e.op == "*" and _mentions(e.left, declared):
+            if e.op == "*" and self.mentions(e.left, declared):
                 weight_side, term_side = e.right, e.left
-            if _mentions(weight_side, declared):
+            if self.mentions(weight_side, declared):
                 self.error(
                     "E203",
                     "a product of terms in `minimize`: the objective must be a "
@@ -988,7 +1080,7 @@ class _Builder:
             if e.op == "/":
                 one = self.constant(1.0, e.span)
                 weight = self.apply(OPS["div"], [one, weight], {}, weight_side.span, _Scope())
-            inner = self.linear_combination(term_side, terms)
+            inner = yield self.linear_combination(term_side, terms, declared)
             return {t: self.times(weight, w, e.span) for t, w in inner.items()}
         self.error(
             "E203",
@@ -997,6 +1089,18 @@ class _Builder:
             e.span,
         )
         raise _Failed
+
+    def mentions(self, e: ast.Expr, names: set[str]) -> bool:
+        """Whether `e` mentions one of `names` (the terms); remembered for every part of `e`,
+        so asking again for each part of a long sum costs nothing."""
+        if id(e) not in self.mentioning:
+            for part in reversed(list(ast.walk(e))):  # every part after the parts inside it
+                if id(part) not in self.mentioning:
+                    inside = ast.children(part)
+                    self.mentioning[id(part)] = (
+                        isinstance(part, ast.Name) and part.id in names
+                    ) or any(self.mentioning[id(c)] for c in inside)
+        return self.mentioning[id(e)]
 
     def times(self, weight: int, other: int, span: Span) -> int:
         """weight * other, leaving out a factor of exactly 1."""
@@ -1019,15 +1123,16 @@ class _Builder:
 
 
 def _literal_number(e: ast.Expr) -> float | None:
+    """The value of a number literal, `true`/`false`, `inf`, each maybe negated (`- - 2`)."""
+    sign = 1.0
+    while isinstance(e, ast.Unary) and e.op == "-":
+        sign, e = -sign, e.operand
     if isinstance(e, ast.Number):
-        return e.value
+        return sign * e.value
     if isinstance(e, ast.Bool):
-        return float(e.value)
+        return sign * float(e.value)
     if isinstance(e, ast.Name) and e.id == "inf":
-        return math.inf
-    if isinstance(e, ast.Unary) and e.op == "-":
-        inner = _literal_number(e.operand)
-        return None if inner is None else -inner
+        return sign * math.inf
     return None
 
 
@@ -1035,43 +1140,8 @@ def _show(value: float) -> str:
     return str(int(value)) if float(value).is_integer() else repr(value)
 
 
-def _mentions(e: ast.Expr, names: set[str]) -> bool:
-    if isinstance(e, ast.Name):
-        return e.id in names
-    if isinstance(e, ast.Unary):
-        return _mentions(e.operand, names)
-    if isinstance(e, ast.Binary):
-        return _mentions(e.left, names) or _mentions(e.right, names)
-    if isinstance(e, ast.Call):
-        return any(_mentions(a, names) for a in e.args) or any(
-            _mentions(k.value, names) for k in e.kwargs
-        )
-    if isinstance(e, ast.ListExpr):
-        return any(_mentions(i, names) for i in e.items)
-    return False
-
-
 def _called_names(e: ast.Expr) -> set[str]:
-    found: set[str] = set()
-
-    def walk(x: ast.Expr) -> None:
-        if isinstance(x, ast.Call):
-            found.add(x.func)
-            for a in x.args:
-                walk(a)
-            for k in x.kwargs:
-                walk(k.value)
-        elif isinstance(x, ast.Unary):
-            walk(x.operand)
-        elif isinstance(x, ast.Binary):
-            walk(x.left)
-            walk(x.right)
-        elif isinstance(x, ast.ListExpr):
-            for i in x.items:
-                walk(i)
-
-    walk(e)
-    return found
+    return {x.func for x in ast.walk(e) if isinstance(x, ast.Call)}
 
 
 def _cycle_from(start: str, calls: dict[str, set[str]]) -> list[str] | None:
@@ -1090,23 +1160,8 @@ def _cycle_from(start: str, calls: dict[str, set[str]]) -> list[str] | None:
 
 
 def _find_call_span(e: ast.Expr, func: str) -> Span | None:
-    if isinstance(e, ast.Call):
-        if e.func == func:
-            return e.span
-        for a in (*e.args, *(k.value for k in e.kwargs)):
-            found = _find_call_span(a, func)
-            if found:
-                return found
-    elif isinstance(e, ast.Unary):
-        return _find_call_span(e.operand, func)
-    elif isinstance(e, ast.Binary):
-        return _find_call_span(e.left, func) or _find_call_span(e.right, func)
-    elif isinstance(e, ast.ListExpr):
-        for i in e.items:
-            found = _find_call_span(i, func)
-            if found:
-                return found
-    return None
+    calls = (x for x in ast.walk(e) if isinstance(x, ast.Call) and x.func == func)
+    return next((call.span for call in calls), None)
 
 
 def _broadcast_fix(types: list[TensorType]) -> str | None:
