@@ -103,6 +103,8 @@ class _Builder:
         self.choices: dict[str, ChoiceSpec] = {}
         self.folded: list[float | None] = []  # per node: its value when built from numbers
         self.mentioning: dict[int, bool] = {}  # id() of an objective's part: mentions a term
+        self.inlined: dict[tuple, int | None] = {}  # a def call on given values -> its node
+        self.within_defs: dict[tuple, int] = {}  # a node built inside a def, by its content
 
     # ---- driver -----------------------------------------------------------------
 
@@ -166,6 +168,14 @@ class _Builder:
         name: str | None = None,
         scope: _Scope | None = None,
     ) -> int:
+        # Inside a def, an op on the same operands is one node (hash-consing): a def body
+        # inlined twice on equal values gives equal nodes, which the memo of def calls then
+        # recognises as the same call. Outside defs every node keeps its own place in the text.
+        shared = None
+        if scope is not None and scope.in_def is not None and name is None:
+            shared = (scope.in_def, op, args, _frozen(attrs), type_)
+            if shared in self.within_defs:
+                return self.within_defs[shared]
         via = tuple(c.describe() for c in scope.calls) if scope else ()
         node = Node(
             id=len(self.nodes),
@@ -179,6 +189,8 @@ class _Builder:
         )
         self.nodes.append(node)
         self.folded.append(self.fold_new(op, args, attrs))
+        if shared is not None:
+            self.within_defs[shared] = node.id
         return node.id
 
     def type_of(self, node_id: int) -> TensorType:
@@ -915,6 +927,15 @@ class _Builder:
         bindings: dict[str, int | _DimAlias] = {}
         for param, arg in zip(decl.params, e.args, strict=True):
             bindings[param] = yield from self.def_argument(arg, scope)
+        # The same def on the same values is the same value: built once, so defs that call
+        # each other twice cost their size, not 2^depth. A failure is remembered too (its
+        # errors were reported at the first call).
+        key = (decl.name, tuple(bindings.values()), scope.params_only, scope.misuse_code)
+        if key in self.inlined:
+            known = self.inlined[key]
+            if known is None:
+                raise _Failed
+            return known
         inner = _Scope(
             locals=bindings,
             calls=(*scope.calls, _DefCall(decl.name, e.span)),
@@ -922,7 +943,13 @@ class _Builder:
             params_only=scope.params_only,
             misuse_code=scope.misuse_code,
         )
-        return (yield self.sub(decl.body, inner))
+        try:
+            result = yield self.sub(decl.body, inner)
+        except _Failed:
+            self.inlined[key] = None
+            raise
+        self.inlined[key] = result
+        return result
 
     def def_argument(self, arg: ast.Expr, scope: _Scope) -> Walk[int | _DimAlias]:
         if isinstance(arg, ast.Name):
@@ -1162,6 +1189,15 @@ def _cycle_from(start: str, calls: dict[str, set[str]]) -> list[str] | None:
 def _find_call_span(e: ast.Expr, func: str) -> Span | None:
     calls = (x for x in ast.walk(e) if isinstance(x, ast.Call) and x.func == func)
     return next((call.span for call in calls), None)
+
+
+def _frozen(value: Any) -> Any:
+    """Attributes as a hashable key (lists and dicts become tuples)."""
+    if isinstance(value, dict):
+        return tuple(sorted((k, _frozen(v)) for k, v in value.items()))
+    if isinstance(value, list | tuple):
+        return tuple(_frozen(v) for v in value)
+    return value
 
 
 def _broadcast_fix(types: list[TensorType]) -> str | None:

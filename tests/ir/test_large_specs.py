@@ -5,12 +5,14 @@ tests never raise Python's recursion limit to get there."""
 from __future__ import annotations
 
 import sys
+import time
 
 import pytest
 import torch
 
 import lossdsl
 from lossdsl.backend.explain import explain_text
+from lossdsl.ir import build
 from lossdsl.passes.evaluate import scalar_value
 from lossdsl.passes.pipeline import check_text
 
@@ -102,3 +104,52 @@ def test_deep_expressions_check_end_to_end() -> None:
     for body in cases:
         ir = clean(HEADER + body)
         assert len(ir.nodes) > 3000
+
+
+def doubling_defs(depth: int, argument: str = "y") -> str:
+    """f1(y) = f0(y) + f0(y), …: inlined naively, f{depth} is 2^depth copies of f0."""
+    lines = "def f0(y) = y * 2\n"
+    lines += "".join(
+        f"def f{i}(y) = f{i - 1}({argument}) + f{i - 1}({argument})\n" for i in range(1, depth + 1)
+    )
+    return lines
+
+
+def built_nodes(text: str) -> int:
+    """How many nodes the IR builder makes (before the passes, CSE included, run)."""
+    ir, diagnostics = build(lossdsl.parse(text), [])
+    assert ir is not None and diagnostics == []
+    return len(ir.nodes)
+
+
+def test_defs_that_call_the_previous_one_twice_inline_in_linear_time() -> None:
+    text = HEADER + doubling_defs(18) + "term t = mean(f18(x))\n"
+    started = time.perf_counter()
+    clean(text)
+    elapsed = time.perf_counter() - started
+    assert elapsed < 5, f"{elapsed:.1f} s"  # was 17 s and 617 MB: 2^18 copies of f0's body
+    assert built_nodes(text) < 100  # one node per def: identical calls are one node
+    x = torch.tensor([0.25, 0.5], dtype=torch.float64)
+    assert lossdsl.load_text(text)(x=x).loss.item() == pytest.approx(2**18 * 2 * 0.375)
+
+
+def test_equal_arguments_written_twice_inside_a_def_are_one_call() -> None:
+    text = HEADER + doubling_defs(18, argument="y + 1") + "term t = mean(f18(x))\n"
+    started = time.perf_counter()
+    assert built_nodes(text) < 150
+    assert time.perf_counter() - started < 5
+
+
+def test_an_error_inside_a_def_called_many_times_alike_is_reported_once() -> None:
+    text = HEADER + doubling_defs(18).replace("y * 2", "y * [2]") + "term t = mean(f18(x))\n"
+    checked = check_text(text, "defs.loss")
+    (error,) = checked.diagnostics
+    assert error.code == "E201" and "a list is only allowed" in error.message
+    assert "`f0` called at" in error.message  # still names the call it was inlined through
+
+
+def test_a_def_called_on_different_values_is_inlined_for_each() -> None:
+    text = HEADER + "def twice(y) = y * 2\nterm t = mean(twice(x) + twice(x + 1))\n"
+    loss_fn = lossdsl.load_text(text)
+    x = torch.tensor([1.0, 3.0])
+    assert loss_fn(x=x).loss.item() == pytest.approx((2 * x + 2 * (x + 1)).mean().item())
