@@ -264,10 +264,11 @@ class _Builder:
                     self.values[name] = decl
 
     def declare_inputs(self) -> None:
-        for decl in self.decls(ast.InputDecl):
-            if self.values.get(decl.name) is not decl:
-                continue
-            dims = self.input_dims(decl)
+        inputs = [d for d in self.decls(ast.InputDecl) if self.values.get(d.name) is d]
+        # Every input's dims first: a range may name a dim of an input declared later
+        # (`input target : int[N] in [0, V)` before `input logits : float[N, V]`).
+        all_dims = [self.input_dims(decl) for decl in inputs]
+        for decl, dims in zip(inputs, all_dims, strict=True):
             kind = DTYPES.get(decl.dtype)
             if kind is None:
                 close = difflib.get_close_matches(decl.dtype, list(DTYPES), n=1)
