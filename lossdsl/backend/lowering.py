@@ -18,7 +18,7 @@ import torch
 import torch.fx as fx
 
 from lossdsl.ir import Node, SpecIR
-from lossdsl.ops import OPS
+from lossdsl.ops import OPS, scalar
 from lossdsl.ops.op import MASK
 
 Value = Any  # an fx.Proxy, or a Python number for constants
@@ -561,8 +561,12 @@ def _size(low: _Lowering, node: Node, args: list[Value]) -> Value:
 
 
 def _progress(low: _Lowering, steps: Value, begin: Value) -> Value:
+    """u = clamp((step - begin) / steps, 0, 1); a span of no steps (steps ≤ 0) is over at
+    once: 1 from `begin` on (as `ops/scalar.py` has it), never 0/0."""
     since = low.step if isinstance(begin, int | float) and begin == 0 else low.step - begin
-    return torch.clamp(since / steps, 0, 1)
+    if not isinstance(steps, fx.Proxy):
+        return torch.clamp(since / steps, 0, 1) if steps > 0 else (since >= 0).to(low.dtype)
+    return torch.where(steps > 0, torch.clamp(since / steps, 0, 1), (since >= 0).to(low.dtype))
 
 
 @lowering("constant")
@@ -586,18 +590,15 @@ def _cosine(low: _Lowering, node: Node, args: list[Value]) -> Value:
 @lowering("exponential")
 def _exponential(low: _Lowering, node: Node, args: list[Value]) -> Value:
     start, end, steps, begin = args
-    ratio = low.tensor(
-        end / start
-        if not isinstance(end, fx.Proxy) and not isinstance(start, fx.Proxy)
-        else end / start
-    )
+    numbers = not isinstance(end, fx.Proxy) and not isinstance(start, fx.Proxy)
+    ratio = low.tensor(scalar.divide(end, start) if numbers else end / start)
     return start * torch.pow(ratio, _progress(low, steps, begin))
 
 
 @lowering("warmup")
 def _warmup(low: _Lowering, node: Node, args: list[Value]) -> Value:
     (steps,) = args
-    return torch.clamp(low.step / steps, 0, 1)
+    return _progress(low, steps, 0)
 
 
 @lowering("piecewise")

@@ -15,6 +15,7 @@ from typing import Any, TypeVar
 from lossdsl.diagnostics import Diagnostic, Span
 from lossdsl.ir import trampoline
 from lossdsl.ir.model import ChoiceSpec, InputSpec, NamedValue, Node, ParamSpec, RangeSpec, SpecIR
+from lossdsl.ir.schedules import schedule_problems
 from lossdsl.ir.trampoline import Walk
 from lossdsl.ir.types import ELLIPSIS, DimError, DtypeError, ShapeError, TensorType, format_dims
 from lossdsl.ops import (
@@ -40,6 +41,10 @@ DTYPES = {
     "bool": "bool",
 }
 BUILTIN_VALUES = {"step", "inf", "pi"}
+INT64_LIMIT = 2.0**63  # integers from here on (in magnitude) do not fit in an int64
+OPERATOR_SPELLING = {
+    op: f"`{symbol}`" for symbol, op in [*BINARY_OPERATORS.items(), *UNARY_OPERATORS.items()]
+}
 SCALAR_FLOAT = TensorType("float", ())
 D = TypeVar("D")
 NamedDecl = ast.InputDecl | ast.ParamDecl | ast.ValueDecl
@@ -346,6 +351,12 @@ class _Builder:
                 decl.default.span,
             )
             return None
+        if kind == "int" and abs(value) >= INT64_LIMIT:
+            self.error(
+                "E204",
+                f"the default of int input `{decl.name}` is too large for int64 (|n| < 2^63)",
+                decl.default.span,
+            )
         if kind == "bool" and value not in (0, 1):
             self.error(
                 "E201",
@@ -426,6 +437,7 @@ class _Builder:
             )
         if self.type_of(default_node).dims != ():
             self.error("E201", f"param `{decl.name}` must be a scalar", decl.value.span)
+        self.check_finite(default_node, f"the value of param `{decl.name}`")
         node = self.add(
             "param", (), {"name": decl.name}, SCALAR_FLOAT, decl.name_span, name=decl.name
         )
@@ -444,6 +456,46 @@ class _Builder:
     def fold(self, node_id: int) -> float | None:
         """The value of a node built from numbers alone (None otherwise)."""
         return self.folded[node_id]
+
+    def check_finite(self, root: int, what: str) -> None:
+        """E204 where arithmetic on numbers in a weight or a param's value gives NaN, or
+        overflows to ±inf from finite numbers (`inf - inf`, `0 * inf`, `1 / 0`, `1e308 * 10`).
+        An `inf` written as such is the user's choice and stays."""
+        origin = self.non_finite_origin(root)
+        if origin is None:
+            return
+        value = self.folded[origin]
+        assert value is not None
+        if math.isnan(value):
+            message = f"this is NaN (not a number), so {what} would be NaN"
+        else:
+            message = f"this overflows to {'' if value > 0 else '-'}inf, so {what} would be too"
+        node = self.nodes[origin]
+        notes = tuple(f"inlined from {via}" for via in node.via)
+        fix = "use numbers whose result is finite"
+        self.diagnostics.append(Diagnostic("E204", message, node.span, fix, notes))
+
+    def non_finite_origin(self, root: int) -> int | None:
+        """The first node under `root` whose folded value is NaN while its operands are not,
+        or infinite while its operands are finite."""
+        found, stack, seen = [], [root], {root}
+        while stack:
+            node = self.nodes[stack.pop()]
+            value = self.folded[node.id]
+            operands = [self.folded[a] for a in node.args]
+            if value is not None and node.op != "const":
+                nan_here = math.isnan(value) and not any(
+                    o is not None and math.isnan(o) for o in operands
+                )
+                inf_here = math.isinf(value) and all(
+                    o is not None and math.isfinite(o) for o in operands
+                )
+                if nan_here or inf_here:
+                    found.append(node.id)
+            fresh = [a for a in node.args if a not in seen]
+            seen.update(fresh)
+            stack += fresh
+        return min(found, default=None)
 
     def fold_new(self, op_name: str, args: tuple[int, ...], attrs: dict[str, Any]) -> float | None:
         """The value of a node about to be added, from its arguments' (folded as built)."""
@@ -602,6 +654,15 @@ class _Builder:
 
     def leaf(self, e: ast.Expr, scope: _Scope) -> int:
         if isinstance(e, ast.Number):
+            if math.isinf(e.value):
+                self.error(
+                    "E204",
+                    "this number is too large for a float (the largest is about 1.8e308)",
+                    e.span,
+                    fix="write `inf` for infinity",
+                    scope=scope,
+                )
+                raise _Failed
             kind = "int" if e.is_int else "float"
             return self.add(
                 "const",
@@ -760,7 +821,30 @@ class _Builder:
             raise _Failed
         if "present" in attrs:
             attrs["present"] = tuple(attrs["present"])
+        if op.group == "schedule":
+            self.check_schedule(op, e, bound, tensors, attrs, scope)
         return self.apply(op, tensors, attrs, e.span, scope, spans)
+
+    def check_schedule(
+        self,
+        op: Op,
+        e: ast.Call,
+        bound: dict[str, ast.Expr],
+        tensors: list[int],
+        attrs: dict[str, Any],
+        scope: _Scope,
+    ) -> None:
+        """E204/E103 for a schedule whose number arguments give no finite value at some
+        step (`exponential(0, 1, …)`, `steps=-5`, piecewise values that do not fit)."""
+        given = zip(attrs.get("present", ()), tensors, strict=True)
+        numbers = {name: self.fold(node) for name, node in given}
+        problems = schedule_problems(op.name, numbers, attrs)
+        for problem in problems:
+            where = bound.get(problem.arg) if problem.arg is not None else None
+            span = where.span if where is not None else e.span
+            self.error(problem.code, problem.message, span, fix=problem.fix, scope=scope)
+        if problems:
+            raise _Failed
 
     def bind_arguments(self, op: Op, e: ast.Call, scope: _Scope) -> dict[str, ast.Expr]:
         names = [a.name for a in op.args]
@@ -856,6 +940,7 @@ class _Builder:
         scope: _Scope,
         arg_spans: list[Span] | None = None,
     ) -> int:
+        args = self.widen_large_integers(op, args, attrs, scope)
         types = [self.type_of(a) for a in args]
         if scope.params_only and op.group in ("reduction", "distribution"):
             self.error(
@@ -901,6 +986,50 @@ class _Builder:
             self.error("E201", f"{op.name}(): {error}", at, scope=scope)
             raise _Failed from None
         return self.add(op.name, tuple(args), attrs, TensorType(kind, dims), span, scope=scope)
+
+    def widen_large_integers(
+        self, op: Op, args: list[int], attrs: dict[str, Any], scope: _Scope
+    ) -> list[int]:
+        """An integer literal too large for int64 (|n| ≥ 2^63) is fine where the op computes
+        in floats (it becomes a float literal), and an error (E204) where it would stay an
+        integer: torch cannot hold it, and the call would fail at run time."""
+        large = [i for i, a in enumerate(args) if self.is_large_integer(a)]
+        if not large:
+            return args
+        types = [self.type_of(a) for a in args]
+        try:
+            kind = op.dtype(types, {**attrs, "_op": op.name})
+        except DtypeError:
+            return args  # reported by `apply`
+        others = [t for i, t in enumerate(types) if i not in large]
+        if kind == "float" or any(t.kind == "float" for t in others):
+            return [self.as_float(a) if i in large else a for i, a in enumerate(args)]
+        literal = self.nodes[args[large[0]]]
+        spelling = {**OPERATOR_SPELLING}.get(op.name, f"{op.name}()")
+        self.error(
+            "E204",
+            f"the integer {literal.attrs['value']:.6g} is too large for int64 (|n| < 2^63), "
+            f"and {spelling} would compute with it as an integer",
+            literal.span,
+            fix="write it as a float (`1e39`) if a float is meant",
+            scope=scope,
+        )
+        raise _Failed
+
+    def is_large_integer(self, node_id: int) -> bool:
+        node = self.nodes[node_id]
+        return (
+            node.op == "const"
+            and node.type.kind == "int"
+            and abs(node.attrs["value"]) >= INT64_LIMIT
+        )
+
+    def as_float(self, node_id: int) -> int:
+        node = self.nodes[node_id]
+        value = float(node.attrs["value"])
+        return self.add(
+            "const", (), {"value": value}, TensorType("float", (), weak=True), node.span
+        )
 
     def present_args(self, op: Op, attrs: dict[str, Any]) -> list:
         present = attrs.get("present")
@@ -1037,6 +1166,7 @@ class _Builder:
         for name in term_nodes:
             if name in combination:
                 weights[name] = combination[name]
+                self.check_finite(combination[name], f"the weight of term `{name}`")
             else:
                 weights[name] = self.add("const", (), {"value": 0.0}, SCALAR_FLOAT, decl.span)
         return weights, decl.span
