@@ -76,6 +76,7 @@ class _Scope:
 
     locals: dict[str, int | _DimAlias] = field(default_factory=dict)
     calls: tuple[_DefCall, ...] = ()
+    via: tuple[str, ...] = ()  # the calls as nodes record them (`Node.via`), at most a few
     in_def: str | None = None
     params_only: bool = False  # a param's value or a weight: numbers, params and step only
     misuse_code: str = "E201"  # what using an input there is: E203 inside a weight
@@ -181,7 +182,7 @@ class _Builder:
             shared = (scope.in_def, op, args, _frozen(attrs), type_)
             if shared in self.within_defs:
                 return self.within_defs[shared]
-        via = tuple(c.describe() for c in scope.calls) if scope else ()
+        via = scope.via if scope else ()
         node = Node(
             id=len(self.nodes),
             op=op,
@@ -232,8 +233,10 @@ class _Builder:
 
     def check_recursion(self) -> None:
         calls = {name: _called_names(d.body) for name, d in self.defs.items()}
+        self.recursive = _on_cycles(calls)
+        among = {n: {c for c in cs if c in self.recursive} for n, cs in calls.items()}
         for name, decl in self.defs.items():
-            path = _cycle_from(name, calls)
+            path = _cycle_from(name, among) if name in self.recursive else None
             if path is not None:
                 span = _find_call_span(decl.body, path[1]) or decl.name_span
                 chain = " -> ".join(path)
@@ -243,7 +246,6 @@ class _Builder:
                     span,
                     fix="defs are inlined and cannot call themselves; unroll it",
                 )
-        self.recursive = {n for n in self.defs if _cycle_from(n, calls) is not None}
 
     def collect_values(self) -> None:
         for decl in self.spec.decls:
@@ -1069,6 +1071,7 @@ class _Builder:
         inner = _Scope(
             locals=bindings,
             calls=(*scope.calls, _DefCall(decl.name, e.span)),
+            via=_trail((*scope.calls, _DefCall(decl.name, e.span))),
             in_def=decl.name,
             params_only=scope.params_only,
             misuse_code=scope.misuse_code,
@@ -1298,8 +1301,63 @@ def _show(value: float) -> str:
     return str(int(value)) if float(value).is_integer() else repr(value)
 
 
+VIA_KEPT = 8  # calls a node records: the outermost and innermost four of a deeper trail
+
+
+def _trail(calls: tuple[_DefCall, ...]) -> tuple[str, ...]:
+    """How nodes record the def calls they were inlined through (outermost first): all of
+    them, or for defs nested deeper, the outer and inner ends and how many lie between."""
+    if len(calls) <= VIA_KEPT:
+        return tuple(c.describe() for c in calls)
+    half = VIA_KEPT // 2
+    between = f"… {len(calls) - 2 * half} calls in between …"
+    ends = [c.describe() for c in (*calls[:half], *calls[-half:])]
+    return (*ends[:half], between, *ends[half:])
+
+
 def _called_names(e: ast.Expr) -> set[str]:
     return {x.func for x in ast.walk(e) if isinstance(x, ast.Call)}
+
+
+def _on_cycles(calls: dict[str, set[str]]) -> set[str]:
+    """The defs on some cycle of calls: Tarjan's strongly connected components, with a
+    stack of its own, in time linear in the number of defs and calls."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    cyclic: set[str] = set()
+
+    def visit(name: str) -> Iterator[str]:
+        index[name] = low[name] = len(index)
+        stack.append(name)
+        on_stack.add(name)
+        return iter(sorted(c for c in calls[name] if c in calls))  # ops are no defs
+
+    for root in calls:
+        if root in index:
+            continue
+        work = [(root, visit(root))]
+        while work:
+            name, callees = work[-1]
+            for callee in callees:
+                if callee not in index:
+                    work.append((callee, visit(callee)))
+                    break
+                if callee in on_stack:
+                    low[name] = min(low[name], index[callee])
+            else:
+                work.pop()
+                if work:
+                    caller = work[-1][0]
+                    low[caller] = min(low[caller], low[name])
+                if low[name] == index[name]:  # `name` roots a component: pop it
+                    members = stack[stack.index(name) :]
+                    del stack[stack.index(name) :]
+                    on_stack.difference_update(members)
+                    if len(members) > 1 or name in calls[name]:
+                        cyclic.update(members)
+    return cyclic
 
 
 def _cycle_from(start: str, calls: dict[str, set[str]]) -> list[str] | None:

@@ -153,3 +153,18 @@ def test_a_def_called_on_different_values_is_inlined_for_each() -> None:
     loss_fn = lossdsl.load_text(text)
     x = torch.tensor([1.0, 3.0])
     assert loss_fn(x=x).loss.item() == pytest.approx((2 * x + 2 * (x + 1)).mean().item())
+
+
+def test_defs_nested_thousands_deep_inline_and_keep_a_short_trail() -> None:
+    depth = 3000
+    defs = "def f0(y) = log(y)\n" + "".join(
+        f"def f{i}(y) = f{i - 1}(y) * 2\n" for i in range(1, depth)
+    )
+    started = time.perf_counter()
+    checked = check_text(HEADER + defs + f"term t = mean(f{depth - 1}(x))\n", "deep.loss")
+    assert time.perf_counter() - started < 10  # each level recorded its whole trail: minutes
+    (warning,) = [d for d in checked.diagnostics if d.code == "W300"]  # log(0) in f0
+    assert warning.span.line == 3
+    # the trail names the outer and inner calls and counts the rest
+    assert len(warning.notes) == 9 and "2992 calls in between" in warning.notes[4]
+    assert f"`f{depth - 1}` called at" in warning.notes[0] and "`f0` called" in warning.notes[-1]
