@@ -215,7 +215,14 @@ class Symbols:
                 decl.default.span,
             )
             return None
-        if kind == "int" and abs(value) >= INT64_LIMIT:
+        if math.isinf(value) and _number_written(decl.default):
+            self.graph.error(
+                "E204",
+                "this number is too large for a float (the largest is about 1.8e308)",
+                decl.default.span,
+                fix="write `inf` for infinity",
+            )
+        elif kind == "int" and abs(value) >= INT64_LIMIT:
             self.graph.error(
                 "E204",
                 f"the default of int input `{decl.name}` is too large for int64 (|n| < 2^63)",
@@ -362,6 +369,13 @@ def literal_number(e: ast.Expr) -> float | None:
     if isinstance(e, ast.Name) and e.id == "inf":
         return sign * math.inf
     return None
+
+
+def _number_written(e: ast.Expr) -> bool:
+    """Whether a literal is a number as written (`1e999`), not `inf`, maybe negated."""
+    while isinstance(e, ast.Unary):
+        e = e.operand
+    return isinstance(e, ast.Number)
 
 
 def show_number(value: float) -> str:

@@ -59,3 +59,11 @@ def test_an_integer_beyond_int64_where_it_stays_an_integer_is_e204(expression: s
 def test_the_largest_int64_magnitude_written_as_a_float_is_fine() -> None:
     text = "loss big\ninput i : int[N]\nmetric m = i * 1.0e30\n"
     assert check_text(text, "big.loss").diagnostics == []
+
+
+@pytest.mark.parametrize("where", ["term t = mean(x) * 1e999", "input m : float[N] = -1e999"])
+def test_a_number_too_large_for_a_float_is_e204_but_inf_is_fine(where: str) -> None:
+    text = f"loss big\ninput x : float[N] grad in [0, 1]\n{where}\nterm u = mean(square(x))\n"
+    (error,) = check_text(text, "big.loss").diagnostics
+    assert error.code == "E204" and error.fix == "write `inf` for infinity"
+    assert check_text(text.replace("1e999", "inf"), "big.loss").diagnostics == []
