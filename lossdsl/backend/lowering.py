@@ -17,7 +17,7 @@ from typing import Any
 import torch
 import torch.fx as fx
 
-from lossdsl.ir import Node, SpecIR
+from lossdsl.ir import Node, ParamSpec, SpecIR
 from lossdsl.ops import OPS, scalar
 from lossdsl.ops.op import MASK
 
@@ -180,7 +180,7 @@ class _Lowering:
         return self.name(value, node.name)
 
     @cached_property
-    def param_specs(self) -> dict[int, Any]:
+    def param_specs(self) -> dict[int, ParamSpec]:
         return {p.node: p for p in self.ir.params}
 
     def last_graph_node(self) -> fx.Node:
