@@ -58,6 +58,11 @@ def schedule_params(n: int) -> str:
     return HEADER + "param p0 = linear(1, 0, steps=100)\n" + chain + body
 
 
+def warnings_in_a_chain(n: int) -> str:
+    chain = "".join(f"let a{i} = a{i - 1} + log(x)\n" for i in range(1, n))  # W300 each
+    return HEADER + "let a0 = x\n" + chain + f"term t = mean(a{n - 1})\n"
+
+
 FAMILIES: dict[str, Callable[[int], str]] = {
     "chain of lets": lets,
     "terms in minimize": terms,
@@ -65,6 +70,7 @@ FAMILIES: dict[str, Callable[[int], str]] = {
     "nested unary minus": deep_nesting,
     "defs calling twice": doubling_defs,
     "chain of params": schedule_params,
+    "a warning per let": warnings_in_a_chain,
 }
 
 
