@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Literal
 
 Severity = Literal["error", "warning", "info"]
@@ -74,13 +75,19 @@ class Diagnostic:
 
 def caret_excerpt(source: str, span: Span) -> str:
     """The span's first line, indented, with `^` under the spanned characters."""
-    text_lines = source.splitlines()
+    text_lines = _lines(source)
     if not 1 <= span.line <= len(text_lines):
         return ""
     line = text_lines[span.line - 1]
     end = span.end_col if span.end_line == span.line else len(line) + 1
     width = max(1, end - span.col)
     return f"  {line}\n  {' ' * (span.col - 1)}{'^' * width}"
+
+
+@lru_cache(maxsize=4)
+def _lines(source: str) -> list[str]:
+    """A source's lines, split once for all its diagnostics (thousands in a large spec)."""
+    return source.splitlines()
 
 
 class LossSpecError(Exception):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from lossdsl.backend.lowering import lower
 from lossdsl.ir import SpecIR
-from lossdsl.passes.evaluate import depends_on_step, sample_steps, scalar_value
+from lossdsl.passes.evaluate import Schedules
 
 
 def ir_table(ir: SpecIR) -> str:
@@ -21,13 +21,14 @@ def ir_table(ir: SpecIR) -> str:
 def schedule_table(ir: SpecIR) -> str:
     """Each param and weight that follows `step`, at a few steps."""
     rows = []
+    schedules = Schedules(ir)  # one for all rows: a chain of params is evaluated once
     named = [(p.name, p.node) for p in ir.params]
     named += [(f"weight of {term}", node) for term, node in ir.weights.items()]
     for label, node in named:
-        if not depends_on_step(ir, node):
+        if not schedules.depends_on_step(node):
             continue
         values = ", ".join(
-            f"{step:g} → {scalar_value(ir, node, step):.6g}" for step in sample_steps(ir, node)
+            f"{step:g} → {schedules.value(node, step):.6g}" for step in schedules.sample_steps(node)
         )
         rows.append(f"  {label}: {values}")
     return "\n".join(rows)

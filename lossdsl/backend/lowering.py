@@ -11,16 +11,26 @@ from __future__ import annotations
 import math
 import operator
 from collections.abc import Callable
+from functools import cached_property
 from typing import Any
 
 import torch
 import torch.fx as fx
 
-from lossdsl.ir import Node, SpecIR
-from lossdsl.ops import OPS
+from lossdsl.ir import Node, ParamSpec, SpecIR
+from lossdsl.ops import OPS, scalar
 from lossdsl.ops.op import MASK
 
 Value = Any  # an fx.Proxy, or a Python number for constants
+
+
+class _NotLoweredYet(Exception):
+    """A node read an operand that is not lowered yet: lower that one first."""
+
+    def __init__(self, node_id: int, metric: bool):
+        super().__init__(node_id)
+        self.node_id = node_id
+        self.metric = metric
 
 
 class _Lowering:
@@ -131,26 +141,72 @@ class _Lowering:
         return self.ir.node(node_id).type.kind
 
     def lower(self, node_id: int) -> Value:
-        if node_id in self.values:
-            return self.values[node_id]
-        node = self.ir.node(node_id)
-        value = self.pattern(node, self.lower)
-        if value is None:
-            value = self.emit(node, [self.lower(a) for a in node.args])
-        self.values[node_id] = self.name(value, node.name)
-        return self.values[node_id]
+        return self.lower_in_order(node_id, metric=False)
 
     def lower_metric(self, node_id: int) -> Value:
         """Metrics read what the terms computed through `detach`, so they record no gradient."""
+        return self.lower_in_order(node_id, metric=True)
+
+    def lower_in_order(self, root: int, metric: bool) -> Value:
+        """Lower a node after the operands it reads, with a stack of its own rather than
+        recursion (a chain of 10,000 lets is 10,000 deep). A node is tried first; when it
+        reads an operand not lowered yet, what it emitted is taken back, and it is tried
+        again after that operand. Patterns still decide which operands are lowered at all."""
+        pending = [(root, metric)]
+        while pending:
+            node_id, as_metric = pending[-1]
+            if self.lowered(node_id, as_metric) is not None:
+                pending.pop()
+                continue
+            mark = self.last_graph_node()
+            try:
+                value = self.lower_node(node_id, as_metric)
+            except _NotLoweredYet as missing:
+                self.erase_after(mark)
+                pending.append((missing.node_id, missing.metric))
+                continue
+            (self.detached if as_metric else self.values)[node_id] = value
+            pending.pop()
+        return self.lowered(root, metric)
+
+    def lowered(self, node_id: int, metric: bool) -> Value | None:
+        """The node's value if it is lowered already (for a metric: through `detach`)."""
         if node_id in self.values:
-            return self.detach(node_id)
+            return self.detach(node_id) if metric else self.values[node_id]
+        return self.detached.get(node_id) if metric else None
+
+    def lower_node(self, node_id: int, metric: bool) -> Value:
+        """One node, from operands lowered before; raises _NotLoweredYet for one that is not."""
+
+        def operand(arg: int) -> Value:
+            # A plain look-up: a metric's `detach` of an operand is emitted by the loop, so
+            # that an attempt taken back never leaves one cached.
+            value = (self.detached if metric else self.values).get(arg)
+            if value is None:
+                raise _NotLoweredYet(arg, metric)
+            return value
+
         node = self.ir.node(node_id)
-        value = self.pattern(node, self.lower_metric)
+        if node.op == "param":  # a default expression: lowered (without detach) first
+            spec = self.param_specs[node_id]
+            if spec.default is None and spec.default_node not in self.values:
+                raise _NotLoweredYet(spec.default_node, False)
+        value = self.pattern(node, operand)
         if value is None:
-            value = self.emit(node, [self.lower_metric(a) for a in node.args])
-        value = self.name(value, node.name)
-        self.detached[node_id] = value
-        return value
+            value = self.emit(node, [operand(a) for a in node.args])
+        return self.name(value, node.name)
+
+    @cached_property
+    def param_specs(self) -> dict[int, ParamSpec]:
+        return {p.node: p for p in self.ir.params}
+
+    def last_graph_node(self) -> fx.Node:
+        return next(iter(reversed(self.graph.nodes)))
+
+    def erase_after(self, mark: fx.Node) -> None:
+        """Take back the fx nodes emitted after `mark` (by an attempt that had to wait)."""
+        while (last := self.last_graph_node()) is not mark:
+            self.graph.erase_node(last)
 
     def pattern(self, node: Node, sub: Callable[[int], Value]) -> Value | None:
         """A fused form of `node` from backend/patterns.py, lowering operands through `sub`."""
@@ -522,8 +578,12 @@ def _size(low: _Lowering, node: Node, args: list[Value]) -> Value:
 
 
 def _progress(low: _Lowering, steps: Value, begin: Value) -> Value:
+    """u = clamp((step - begin) / steps, 0, 1); a span of no steps (steps ≤ 0) is over at
+    once: 1 from `begin` on (as `ops/scalar.py` has it), never 0/0."""
     since = low.step if isinstance(begin, int | float) and begin == 0 else low.step - begin
-    return torch.clamp(since / steps, 0, 1)
+    if not isinstance(steps, fx.Proxy):
+        return torch.clamp(since / steps, 0, 1) if steps > 0 else (since >= 0).to(low.dtype)
+    return torch.where(steps > 0, torch.clamp(since / steps, 0, 1), (since >= 0).to(low.dtype))
 
 
 @lowering("constant")
@@ -547,18 +607,15 @@ def _cosine(low: _Lowering, node: Node, args: list[Value]) -> Value:
 @lowering("exponential")
 def _exponential(low: _Lowering, node: Node, args: list[Value]) -> Value:
     start, end, steps, begin = args
-    ratio = low.tensor(
-        end / start
-        if not isinstance(end, fx.Proxy) and not isinstance(start, fx.Proxy)
-        else end / start
-    )
+    numbers = not isinstance(end, fx.Proxy) and not isinstance(start, fx.Proxy)
+    ratio = low.tensor(scalar.divide(end, start) if numbers else end / start)
     return start * torch.pow(ratio, _progress(low, steps, begin))
 
 
 @lowering("warmup")
 def _warmup(low: _Lowering, node: Node, args: list[Value]) -> Value:
     (steps,) = args
-    return torch.clamp(low.step / steps, 0, 1)
+    return _progress(low, steps, 0)
 
 
 @lowering("piecewise")

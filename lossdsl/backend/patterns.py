@@ -62,15 +62,20 @@ def _node(low: _Lowering, node_id: int) -> Node:
 
 
 def _same(low: _Lowering, a: int, b: int) -> bool:
-    """The same value: the same node, or equal ops on the same values."""
-    x, y = _node(low, a), _node(low, b)
-    if x.id == y.id:
-        return True
-    if x.op != y.op or x.op in ("input", "param", "step") or x.attrs != y.attrs:
-        return False
-    if x.type != y.type or len(x.args) != len(y.args):
-        return False
-    return all(_same(low, i, j) for i, j in zip(x.args, y.args, strict=True))
+    """The same value: the same node, or equal ops on the same values. Pair by pair from a
+    stack of its own, each pair once: no recursion however deep the operands are."""
+    pairs, compared = [(a, b)], set()
+    while pairs:
+        x, y = (_node(low, n) for n in pairs.pop())
+        if x.id == y.id or (x.id, y.id) in compared:
+            continue
+        compared.add((x.id, y.id))
+        if x.op != y.op or x.op in ("input", "param", "step") or x.attrs != y.attrs:
+            return False
+        if x.type != y.type or len(x.args) != len(y.args):
+            return False
+        pairs.extend(zip(x.args, y.args, strict=True))
+    return True
 
 
 def _is_const(low: _Lowering, node_id: int, value: float) -> bool:

@@ -279,6 +279,22 @@ def exponential_image(args: list[Interval], attrs: Attrs) -> Interval:
     return iv.geometric(args[0], args[1], iv.UNIT)
 
 
+def exponential_domain(args: list[Interval], attrs: Attrs) -> dict[str, Domain]:
+    """start·(end/start)^u needs start and end nonzero and of one sign: each must lie on
+    the side of 0 the other is on (either side when the other can be on both)."""
+    positive = Interval(0, math.inf, False, False)
+    negative = Interval(-math.inf, 0, False, False)
+
+    def beside(other: Interval) -> Domain:
+        if other.lo >= 0:
+            return positive
+        if other.hi <= 0:
+            return negative
+        return (negative, positive)
+
+    return {"start": beside(args[1]), "end": beside(args[0])}
+
+
 def piecewise_image(args: list[Interval], attrs: Attrs) -> Interval:
     values = attrs["values"]
     return Interval.closed(min(values), max(values))

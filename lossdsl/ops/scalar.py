@@ -77,7 +77,11 @@ def logaddexp(a: float, b: float) -> float:
 
 
 def progress(step: float, steps: float, begin: float) -> float:
-    return min(max(divide(step - begin, steps), 0.0), 1.0)
+    """u = clamp((step - begin) / steps, 0, 1). A span of no steps (steps ≤ 0) is over at
+    once: 1 from `begin` on, 0 before it (warmup(steps=0) is no warmup, not 0/0)."""
+    if not steps > 0:
+        return 1.0 if step >= begin else 0.0
+    return min(max((step - begin) / steps, 0.0), 1.0)
 
 
 def linear(step: float, start: float, end: float, steps: float, begin: float = 0.0) -> float:
@@ -93,7 +97,7 @@ def exponential(step: float, start: float, end: float, steps: float, begin: floa
 
 
 def warmup(step: float, steps: float) -> float:
-    return min(max(divide(step, steps), 0.0), 1.0)
+    return progress(step, steps, 0.0)
 
 
 def piecewise(step: float, boundaries: Sequence[float], values: Sequence[float]) -> float:

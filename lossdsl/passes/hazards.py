@@ -13,6 +13,7 @@ that `exp`), else as the user's expression "computed as" the rewritten form.
 from __future__ import annotations
 
 import re
+from functools import cached_property
 
 from lossdsl.analysis import intervals as iv
 from lossdsl.diagnostics import Diagnostic, Span
@@ -55,10 +56,9 @@ class _Hazards:
 
     def source(self, span: Span) -> str | None:
         """The user's text at a one-line span."""
-        source = self.ir.sources.get(span.file)
-        if source is None:
+        lines = self.source_lines.get(span.file)
+        if lines is None:
             return None
-        lines = source.split("\n")
         if span.line == span.end_line and 1 <= span.line <= len(lines):
             return lines[span.line - 1][span.col - 1 : span.end_col - 1]
         return None
@@ -218,6 +218,8 @@ class _Hazards:
 
     def guarding_where(self, node_id: int) -> Node | None:
         """The `where` whose branch this node feeds, through elementwise ops, if any."""
+        if node_id not in self.near_where:
+            return None  # no search: searching from every hazard made check quadratic
         frontier = [node_id]
         seen = set()
         while frontier:
@@ -234,6 +236,26 @@ class _Hazards:
                 if op is not None and op.group == "elementwise":
                     frontier.append(user)
         return None
+
+    @cached_property
+    def source_lines(self) -> dict[str, list[str]]:
+        """Each source's lines, split once (not once per quoted expression)."""
+        return {file: text.split("\n") for file, text in self.ir.sources.items()}
+
+    @cached_property
+    def near_where(self) -> set[int]:
+        """The nodes that reach some `where` through elementwise ops (a superset of those
+        `guarding_where` finds one for), in one pass from the last node back."""
+        near: set[int] = set()
+        for node in reversed(self.ir.nodes):
+            for user in self.facts.users.get(node.id, []):
+                op = OPS.get(self.ir.node(user).op)
+                if op is not None and (
+                    op.facts.selects or (op.group == "elementwise" and user in near)
+                ):
+                    near.add(node.id)
+                    break
+        return near
 
     def leaking_where(self, node: Node) -> None:
         for branch in node.args[1:]:

@@ -347,16 +347,22 @@ def _unaliased(node_id: int, table: list[Node]) -> int:
 
 
 def _same(a: int, b: int, table: list[Node]) -> bool:
-    """The same value: the same node, or equal ops on the same values (before CSE)."""
-    a, b = _unaliased(a, table), _unaliased(b, table)
-    if a == b:
-        return True
-    x, y = table[a], table[b]
-    if x.op != y.op or x.op in ("input", "param", "step") or x.attrs != y.attrs:
-        return False
-    if x.type != y.type or len(x.args) != len(y.args):
-        return False
-    return all(_same(i, j, table) for i, j in zip(x.args, y.args, strict=True))
+    """The same value: the same node, or equal ops on the same values (before CSE).
+    Compared pair by pair from a stack of its own, each pair once, so a deep or widely
+    shared expression costs its size, never the call stack's depth."""
+    pairs, compared = [(a, b)], set()
+    while pairs:
+        a, b = (_unaliased(n, table) for n in pairs.pop())
+        if a == b or (a, b) in compared:
+            continue
+        compared.add((a, b))
+        x, y = table[a], table[b]
+        if x.op != y.op or x.op in ("input", "param", "step") or x.attrs != y.attrs:
+            return False
+        if x.type != y.type or len(x.args) != len(y.args):
+            return False
+        pairs.extend(zip(x.args, y.args, strict=True))
+    return True
 
 
 # ---- building the replacement --------------------------------------------------------

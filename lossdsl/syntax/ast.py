@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 from lossdsl.diagnostics import Span
@@ -158,3 +159,29 @@ class SpecAST:
     decls: tuple[Decl, ...]
     file: str
     name_span: Span
+
+
+# ---- walking expressions -------------------------------------------------------
+
+
+def children(e: Expr) -> tuple[Expr, ...]:
+    """The sub-expressions of `e`, in source order (a keyword argument's value for it)."""
+    if isinstance(e, Unary):
+        return (e.operand,)
+    if isinstance(e, Binary):
+        return (e.left, e.right)
+    if isinstance(e, Call):
+        return (*e.args, *(k.value for k in e.kwargs))
+    if isinstance(e, ListExpr):
+        return e.items
+    return ()
+
+
+def walk(e: Expr) -> Iterator[Expr]:
+    """`e` and every expression inside it, parents before children, in source order;
+    with a stack of its own, so any depth of nesting is fine."""
+    stack = [e]
+    while stack:
+        current = stack.pop()
+        yield current
+        stack.extend(reversed(children(current)))

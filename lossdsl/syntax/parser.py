@@ -7,8 +7,9 @@ import sys
 from functools import cache
 
 import lark
-from lark import Lark, Token, Transformer, v_args
+from lark import Lark, Token, v_args
 from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
+from lark.visitors import Transformer_NonRecursive
 
 from lossdsl.cache import cache_dir, usable_cache_file
 from lossdsl.diagnostics import Diagnostic, LossSpecError, Span
@@ -169,12 +170,29 @@ def _describe_expected(expected: set[str]) -> str:
     return ", ".join(parts[:-1]) + (" or " if len(parts) > 1 else "") + parts[-1]
 
 
+# The tokens `_previous_token` recognises, each written backwards: matched from the end of
+# the text (on the reversed text, anchored), the search costs the token's length, where a
+# `$`-anchored forward search would retry at every position of a long name.
+_TOKENS_REVERSED = [
+    re.compile(r"[A-Za-z0-9_]*[A-Za-z_]"),  # a name
+    re.compile(r"[0-9_.eE+-]*[0-9]"),  # a number
+    re.compile(r'"[^"\n]*"'),  # a string
+    re.compile(r"\.\.\.|=[<>=!]|\S"),  # `...`, a two-character comparison, one character
+]
+_LONGEST_SHOWN = 40  # characters of a token quoted in a message
+
+
 def _previous_token(text: str, offset: int) -> str | None:
+    """The last token before `offset`, comments skipped (the longest reading of its end)."""
     before = re.sub(r"#[^\n]*", "", text[:offset]).rstrip()
-    match = re.search(
-        r'([A-Za-z_][A-Za-z0-9_]*|[0-9][0-9_.eE+-]*|"[^"\n]*"|\.\.\.|[<>=!]=|\S)$', before
-    )
-    return match.group(1) if match else None
+    backwards = before[::-1]
+    matches = [m.group() for p in _TOKENS_REVERSED if (m := p.match(backwards))]
+    return _shortened(max(matches, key=len)[::-1]) if matches else None
+
+
+def _shortened(token: str) -> str:
+    """A token as quoted in a message: a very long one is cut (`aaaa…`)."""
+    return token if len(token) <= _LONGEST_SHOWN else token[: _LONGEST_SHOWN - 1] + "…"
 
 
 def _expected_terminals(error: UnexpectedInput, text: str, start: str) -> set[str]:
@@ -206,7 +224,7 @@ def _syntax_diagnostic(
     found = ""
     if isinstance(error, UnexpectedToken) and error.token.type != "$END":
         width = max(1, len(str(error.token)))
-        found = f", found '{error.token}'"
+        found = f", found '{_shortened(str(error.token))}'"
     elif isinstance(error, UnexpectedCharacters):
         found = f", found '{text[offset]}'" if offset < len(text) else ""
     span = Span(file, line, col, line, col + width)
@@ -269,7 +287,8 @@ def _keyword_taken_as_name(text: str, offset: int) -> tuple[int, str] | None:
     operator or `=` precedes it (so it cannot be a value named like a keyword)."""
     # Comments are blanked, not dropped, so offsets in `before` are offsets in `text`.
     before = re.sub(r"#[^\n]*", lambda m: " " * len(m.group()), text[:offset]).rstrip()
-    match = re.search(r"(?:^|\n)[ \t]*([A-Za-z_]+)$", before)
+    line_start = before.rfind("\n") + 1
+    match = re.compile(r"[ \t]*([A-Za-z_]+)").fullmatch(before, line_start)
     if not match or match.group(1) not in DECLARATION_KEYWORDS:
         return None
     keyword_offset = match.start(1)
@@ -298,7 +317,10 @@ def _number(text: str) -> float:
 
 
 @v_args(meta=True)
-class _ToAst(Transformer):
+class _ToAst(Transformer_NonRecursive):
+    """Lark's tree to the AST, bottom-up with a stack of its own: a spec's expressions may
+    nest thousands deep (`- - - x`, `a + b + …`), past Python's recursion limit."""
+
     def __init__(self, file: str):
         super().__init__()
         self.file = file
