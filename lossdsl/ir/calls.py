@@ -17,7 +17,7 @@ from lossdsl.ir.graph import DefCall, DimAlias, Failed, Scope
 from lossdsl.ir.schedules import schedule_problems
 from lossdsl.ir.trampoline import Walk
 from lossdsl.ir.types import TensorType
-from lossdsl.ops import ELEMENTWISE_FORM, OPERATOR_ONLY, OPS, Op
+from lossdsl.ops import ELEMENTWISE_FORM, OPERATOR_ONLY, OPS, VALUE_OPS, Op
 from lossdsl.ops.op import DIM, DIMS, FLAG, MASK, NUMBER, NUMBERS, SIZE, TENSOR
 from lossdsl.syntax import ast
 
@@ -43,7 +43,7 @@ class Calls:
         if e.func in ELEMENTWISE_FORM and len(e.args) == 2 and not e.kwargs:
             op_name = ELEMENTWISE_FORM[e.func]
         op = OPS.get(op_name)
-        if op is None or op_name in OPERATOR_ONLY or op_name == "world_size":
+        if op is None or op_name in OPERATOR_ONLY or op_name in VALUE_OPS:
             self.expressions.unknown_name(e.func, e.func_span, scope, callable_=True)
             raise Failed
         bound = self.bind_arguments(op, e, scope)

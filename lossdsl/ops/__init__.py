@@ -9,6 +9,7 @@ from lossdsl.ops.table import (
     OPS,
     RESERVED,
     UNARY_OPERATORS,
+    VALUE_OPS,
 )
 
 __all__ = [
@@ -22,4 +23,5 @@ __all__ = [
     "ELEMENTWISE_FORM",
     "RESERVED",
     "CALLABLE_NAMES",
+    "VALUE_OPS",
 ]

@@ -427,7 +427,9 @@ ELEMENTWISE_FORM = {"min": "minimum", "max": "maximum"}
 # Ops that exist only as operators (`a + b`, `not c`), never as calls.
 OPERATOR_ONLY = set(BINARY_OPERATORS.values()) | set(UNARY_OPERATORS.values())
 # ... and those the builder reaches only through `min`/`max` with two arguments.
-NOT_CALLABLE = OPERATOR_ONLY | set(ELEMENTWISE_FORM.values()) | {"world_size"}  # a value
+# ... and those behind a built-in value name (`world_size`), never called.
+VALUE_OPS = {"world_size"}
+NOT_CALLABLE = OPERATOR_ONLY | set(ELEMENTWISE_FORM.values()) | VALUE_OPS
 
 # Names reserved for later versions (LANGUAGE.md "Coming later").
 RESERVED = {

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from lossdsl.ir import SpecIR, build
+from lossdsl.ir.derived import variant
 from lossdsl.ir.loader import load_text
 from lossdsl.passes.pipeline import PIPELINE
 from lossdsl.resources import stdlib_index
@@ -19,7 +20,7 @@ def check_in_order(text: str, reorder=lambda decls: decls, base: Path | None = N
     loaded = load_text(text, "order.loss", base)
     assert loaded.spec is not None and not loaded.diagnostics
     spec = replace(loaded.spec, decls=tuple(reorder(loaded.spec.decls)))
-    ir, diagnostics = build(spec, loaded.used)
+    ir, diagnostics = build(variant(spec, frozenset()), loaded.used)  # derived inputs passed
     if ir is not None:
         for run_pass in PIPELINE:
             ir, found = run_pass(ir)
