@@ -39,7 +39,14 @@ def derivations(spec: ast.SpecAST) -> Derivations:
         if decl.default is not None
     }
     inputs = tuple(d.name for d in spec.decls if isinstance(d, ast.InputDecl))
-    return Derivations(reads=reads, outside=tuple(sorted(_read_outside(spec))), inputs=inputs)
+    fallback = {
+        name: decl.fallback
+        for name, decl in derived_inputs(spec).items()
+        if decl.fallback is not None
+    }
+    return Derivations(
+        reads=reads, outside=tuple(sorted(_read_outside(spec))), inputs=inputs, fallback=fallback
+    )
 
 
 def variant(spec: ast.SpecAST, computed: frozenset[str]) -> ast.SpecAST:
@@ -52,10 +59,20 @@ def variant(spec: ast.SpecAST, computed: frozenset[str]) -> ast.SpecAST:
             decls.append(ast.ValueDecl("let", decl.name, decl.default, decl.span, decl.name_span))
         elif isinstance(decl, ast.InputDecl):
             if decl.name in kept:
-                decls.append(replace(decl, default=None) if is_derived(decl) else decl)
+                decls.append(_passed(decl) if is_derived(decl) else decl)
         else:
             decls.append(decl)
     return replace(spec, decls=tuple(decls))
+
+
+def _passed(decl: ast.InputDecl) -> ast.InputDecl:
+    """A derived input the call passes, or, with a fallback, may leave out (its number)."""
+    if decl.fallback is None:
+        return replace(decl, default=None, fallback=None)
+    value = decl.fallback
+    span = decl.default.span if decl.default is not None else decl.span
+    number = ast.Number(value, float(value).is_integer(), span)
+    return replace(decl, default=number, fallback=None)
 
 
 def check_types(spec: ast.SpecAST, ir: SpecIR, computed: frozenset[str]) -> list[Diagnostic]:

@@ -119,19 +119,36 @@ class Derivations(_Frozen):
     reads: dict[str, tuple[str, ...]] = Field(default_factory=dict)
     outside: tuple[str, ...] = ()
     inputs: tuple[str, ...] = ()
+    fallback: dict[str, float] = Field(default_factory=dict)  # `= EXPR else NUMBER`
 
     def computed_for(self, given: Iterable[str]) -> frozenset[str]:
         """The derived inputs a call passing `given` computes: those it does not pass that a
-        kept declaration, or another computed derivation, reads."""
-        candidates = {name for name in self.reads if name not in set(given)}
+        kept declaration, or another computed derivation, reads; except one with a fallback
+        number whose expression needs an input the call does not pass (it is that number)."""
+        given = set(given)
+        candidates = {name for name in self.reads if name not in given}
         computed: set[str] = set()
         pending = [name for name in candidates if name in self.outside]
         while pending:
             name = pending.pop()
-            if name not in computed:
-                computed.add(name)
-                pending += [n for n in self.reads[name] if n in candidates]
+            if name in computed or not self._wanted(name, given):
+                continue
+            computed.add(name)
+            pending += [n for n in self.reads[name] if n in candidates]
         return frozenset(computed)
+
+    def _wanted(self, name: str, given: set[str]) -> bool:
+        return name not in self.fallback or self._derivable(name, given, set())
+
+    def _derivable(self, name: str, given: set[str], seen: set[str]) -> bool:
+        """Whether every input the derivation of `name` needs is passed or derivable."""
+        seen.add(name)
+        for read in self.reads[name]:
+            if read not in self.inputs or read in given:
+                continue
+            if read not in self.reads or read in seen or not self._derivable(read, given, seen):
+                return False
+        return True
 
     def kept_inputs(self, computed: frozenset[str]) -> set[str]:
         """The inputs of the variant computing `computed`: every input but the computed ones

@@ -110,6 +110,8 @@ class InputDecl:
     span: Span
     name_span: Span
     dtype_span: Span
+    fallback: float | None = None  # `= EXPR else NUMBER`: a derived input's value when no
+    # input its expression needs is passed
 
 
 @dataclass(frozen=True)

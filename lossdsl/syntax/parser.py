@@ -434,7 +434,7 @@ class _ToAst(Transformer_NonRecursive):
         return ast.Use(str(token), False, self._span(meta))
 
     def input_decl(self, meta, children):
-        name, dtype, dims, grad, _in, rng, default = children
+        name, dtype, dims, grad, _in, rng, default, _else, fallback = children
         return ast.InputDecl(
             str(name),
             str(dtype),
@@ -445,7 +445,13 @@ class _ToAst(Transformer_NonRecursive):
             self._span(meta),
             self._tok(name),
             self._tok(dtype),
+            fallback,
         )
+
+    def fallback(self, meta, children):
+        sign, token = children
+        value = _number(token)
+        return -value if sign is not None else value
 
     def param_decl(self, meta, children):
         name = children[0]

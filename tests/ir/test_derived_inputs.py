@@ -153,3 +153,49 @@ def test_the_standard_vocabulary_losses_take_hidden_states_and_a_head(name, give
     inputs = {i.name for i in variant.inputs}
     assert inputs <= given | {i.name for i in variant.inputs if i.default is not None}
     assert "matmul" in {n.op for n in variant.nodes}
+
+
+FALLBACK = textwrap.dedent(
+    """
+    loss with_reference
+    input logp       : float[B, T] grad = gather(log_softmax(logits, dim=V), actions, dim=V)
+    input logits     : float[B, T, V] grad
+    input actions    : int[B, T] in [0, V)
+    input ref_logp   : float[B, T] = gather(log_softmax(ref_logits, dim=V), actions, dim=V)
+                       else 0
+    input ref_logits : float[B, T, V]
+    term kl = mean(square(logp - ref_logp))
+    """
+).lstrip()
+
+
+def test_a_fallback_number_stands_in_when_nothing_to_derive_from_is_passed() -> None:
+    fn = lossdsl.load_text(FALLBACK)
+    logp = -torch.rand(B, T, dtype=torch.float64)
+    torch.testing.assert_close(fn(logp=logp).loss, logp.square().mean())
+    logits = torch.randn(B, T, V, dtype=torch.float64)
+    actions = torch.randint(0, V, (B, T))
+    same = fn(logits=logits, actions=actions, ref_logits=logits)
+    assert float(same.loss) == 0.0  # the reference derived from the same logits
+    alone = fn(logits=logits, actions=actions)
+    assert "ref_logits" not in {i["name"] for i in fn.SPEC["inputs"]}
+    assert float(alone.loss) > 0  # against log-prob 0
+
+
+def test_grpo_takes_a_reference_head_or_no_reference() -> None:
+    fn = lossdsl.load("grpo")
+    g = torch.Generator().manual_seed(1)
+    hidden = torch.randn(B, T, H, generator=g, requires_grad=True)
+    head = torch.randn(V, H, generator=g, requires_grad=True)
+    common = dict(
+        hidden=hidden,
+        head=head,
+        actions=torch.randint(0, V, (B, T), generator=g),
+        old_logp=-torch.rand(B, T, generator=g),
+        advantages=torch.randn(B, 1, generator=g),
+        mask=torch.ones(B, T, dtype=torch.bool),
+    )
+    same_model = fn(**common, ref_hidden=hidden.detach(), ref_head=head.detach())
+    assert float(same_model.terms["kl"]) == 0.0
+    no_reference = fn(**common)
+    assert float(no_reference.terms["kl"]) > 0.0  # against log-prob 0, as documented
