@@ -241,3 +241,11 @@ def test_a_link_planted_at_the_parser_tables_is_neither_read_nor_written_through
     result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stdout + result.stderr
     assert victim.read_text() == "keep me"
+
+
+def test_an_ir_read_from_the_cache_equals_the_ir_that_was_built(write_spec):
+    """JSON has no tuples: attributes such as `present` or `dim=[B, T]` come back as tuples."""
+    spec = write_spec("loss t\ninput x : float[B, T] grad\nterm t = mean(sum(x, dim=[B, T]))\n")
+    built = lossdsl.load(spec).ir
+    cached = lossdsl.load(spec).ir
+    assert cached == built

@@ -6,10 +6,16 @@ import math
 from collections.abc import Iterable
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from lossdsl.diagnostics import Span
 from lossdsl.ir.types import Dim, TensorType
+
+
+def _tuples(value: Any) -> Any:
+    if isinstance(value, list | tuple):
+        return tuple(_tuples(v) for v in value)
+    return value
 
 
 class _Frozen(BaseModel):
@@ -76,6 +82,13 @@ class Node(_Frozen):
     name: str | None = None  # the spec's name for this value (input, param, let, term, …)
     via: tuple[str, ...] = ()  # def calls this node was inlined through, innermost last
     origin: Origin | None = None  # set when a stability rewrite made the node
+
+    @field_validator("attrs", mode="after")
+    @classmethod
+    def _lists_as_tuples(cls, attrs: dict[str, Any]) -> dict[str, Any]:
+        """Attributes hold tuples (`present`, `dim=[B, T]`, piecewise values); JSON gives
+        them back as lists, so an IR read from the cache equals the one that was built."""
+        return {key: _tuples(value) for key, value in attrs.items()}
 
 
 class InputSpec(_Frozen):
