@@ -131,17 +131,18 @@ class Experiment:
         self.vocab = Vocab(self.text)
         self.data = self.vocab.encode(self.text)
         self.generator = torch.Generator().manual_seed(config.seed + 1)
+        self.held_out = self.windows(256, PROMPT_LEN)  # the prompts every evaluation uses
 
     def windows(self, count: int, length: int) -> torch.Tensor:
         starts = torch.randint(0, len(self.data) - length, (count,), generator=self.generator)
         return torch.stack([self.data[s : s + length] for s in starts.tolist()])
 
-    def mean_reward(self, model: CharLM, prompts: int = 256) -> float:
-        """The reward of fresh completions of held-out prompts (the same prompts each time)."""
+    def mean_reward(self, model: CharLM) -> float:
+        """The mean reward of completions of the held-out prompts, sampled with the same
+        random numbers each time (so two equal models score the same)."""
         state = torch.random.get_rng_state()
         torch.manual_seed(12345)
-        held_out = self.windows(prompts, PROMPT_LEN)
-        value = float(rewards(self.vocab, sample(model, held_out, COMPLETION_LEN)).mean())
+        value = float(rewards(self.vocab, sample(model, self.held_out, COMPLETION_LEN)).mean())
         torch.random.set_rng_state(state)
         return value
 
