@@ -41,6 +41,8 @@ class RunningMeans:
 
     def pop(self, prefix: str = "") -> dict[str, float]:
         """The means since the last `pop` (empty if nothing was added), then start again."""
-        means = {f"{prefix}{name}": float(total) / self._calls for name, total in self._sums.items()}
+        means = {
+            f"{prefix}{name}": float(total) / self._calls for name, total in self._sums.items()
+        }
         self._sums, self._calls = {}, 0
         return means

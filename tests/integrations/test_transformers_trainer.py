@@ -47,7 +47,10 @@ def train_logs(trainer: transformers.Trainer) -> list[dict[str, float]]:
 def test_a_tiny_gpt2_trains_with_sft_nll_and_the_spec_values_are_logged(tmp_path: Path) -> None:
     loss = SpecLoss(lossdsl.load("sft_nll"), inputs=shifted_logits_and_labels)
     trainer = SpecTrainer(
-        model=tiny_gpt2(), args=arguments(tmp_path), train_dataset=cycles(32), compute_loss_func=loss
+        model=tiny_gpt2(),
+        args=arguments(tmp_path),
+        train_dataset=cycles(32),
+        compute_loss_func=loss,
     )
     trainer.train()
     logs = train_logs(trainer)
@@ -75,7 +78,10 @@ metric ramp_now = ramp
 def test_the_spec_schedules_follow_the_trainers_global_step(tmp_path: Path) -> None:
     loss = SpecLoss(lossdsl.load_text(SCHEDULED), inputs=shifted_logits_and_labels)
     trainer = SpecTrainer(
-        model=tiny_gpt2(), args=arguments(tmp_path), train_dataset=cycles(32), compute_loss_func=loss
+        model=tiny_gpt2(),
+        args=arguments(tmp_path),
+        train_dataset=cycles(32),
+        compute_loss_func=loss,
     )
     trainer.train()
     # the calls of steps 0-4 are averaged into the first log, 5-9 into the second, …
