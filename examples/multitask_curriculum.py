@@ -147,7 +147,7 @@ def main(argv: list[str] | None = None) -> Result:
         "weights: classification, regression, entropy (the sign is minimize's); "
         "terms: unweighted, the same order"
     )
-    print(" step  threshold  admitted  weights                   terms")
+    print(f"{'step':>5}  {'threshold':>9}  {'admitted':>8}  {'weights':<22}  terms")
     result = train(config)
     print(
         f"test set (every difficulty): accuracy {result.test_accuracy:.3f}, regression RMSE "

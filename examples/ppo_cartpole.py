@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import argparse
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import gymnasium as gym
 import numpy as np
@@ -248,8 +248,9 @@ def ppo_step(
 def main(argv: list[str] | None = None) -> Result:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--fast", action="store_true", help="a few seconds, for the tests")
+    parser.add_argument("--seed", type=int, default=FULL.seed, help="of torch, numpy, the envs")
     args = parser.parse_args(argv)
-    config = FAST if args.fast else FULL
+    config = replace(FAST if args.fast else FULL, seed=args.seed)
     print(
         f"PPO on CartPole-v1 with lossdsl's `ppo` spec: {config.total_steps} environment "
         f"steps, {config.num_envs} environments",
