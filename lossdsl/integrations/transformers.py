@@ -77,6 +77,7 @@ class SpecLossLogging:
         state = self.state  # type: ignore[attr-defined]
         self.spec_loss.step = state.global_step
         self.spec_loss.training = model.training
+        self.spec_loss.loss_fn.train(model.training)  # a spec's states update in training only
         device = self.args.device  # type: ignore[attr-defined]
         if any(b.device != device for b in self.spec_loss.loss_fn.buffers()):
             self.spec_loss.loss_fn.to(device)

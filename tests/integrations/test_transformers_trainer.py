@@ -137,3 +137,27 @@ def test_a_plain_function_as_compute_loss_func_is_refused_with_the_fix(tmp_path:
 def test_missing_labels_are_reported_by_the_input_mapping() -> None:
     with pytest.raises(ValueError, match="needs `labels`"):
         shifted_logits_and_labels(object(), None)
+
+
+def test_the_spec_runs_in_eval_mode_during_evaluation(tmp_path: Path) -> None:
+    """A spec's states (`state`, `ema`) update in training mode only: the spec follows the
+    model's mode, eval while the Trainer evaluates."""
+    modes: list[bool] = []
+
+    def inputs(outputs: object, labels: torch.Tensor | None) -> dict[str, object]:
+        modes.append(loss.loss_fn.training)
+        return shifted_logits_and_labels(outputs, labels)
+
+    loss = SpecLoss(lossdsl.load("sft_nll"), inputs=inputs)
+    args = arguments(
+        tmp_path, max_steps=4, eval_strategy="steps", eval_steps=4, per_device_eval_batch_size=8
+    )
+    trainer = SpecTrainer(
+        model=tiny_gpt2(),
+        args=args,
+        train_dataset=cycles(32),
+        eval_dataset=cycles(16),
+        compute_loss_func=loss,
+    )
+    trainer.train()
+    assert modes == [True] * 4 + [False] * 2  # 4 training steps, then 16 / 8 eval batches
