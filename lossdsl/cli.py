@@ -253,5 +253,40 @@ def list_specs() -> None:
         typer.echo(f"{name:<32} {summary}")
 
 
+# ---- the workbench (lossdsl/tools) -------------------------------------------------------
+
+
+def _tool_error(error: Exception) -> typer.Exit:
+    typer.echo(str(error), err=True)
+    return typer.Exit(2)
+
+
+@app.command()
+def fmt(
+    paths: Annotated[
+        list[Path], typer.Argument(help=".loss files or folders of them; - reads stdin")
+    ],
+    check: Annotated[
+        bool, typer.Option("--check", help="change nothing; exit 1 if a file would change")
+    ] = False,
+) -> None:
+    """Format specs in place: the canonical layout, comments kept, the meaning unchanged."""
+    from lossdsl.tools.fmt import format_files, format_stdin
+
+    if [str(p) for p in paths] == ["-"]:
+        raise typer.Exit(format_stdin(check))
+    results = format_files(paths, write=not check)
+    for result in results:
+        if result.error is not None:
+            typer.echo(result.error, err=True)
+        elif result.changed:
+            typer.echo(f"{'would reformat' if check else 'reformatted'} {result.path}")
+    if any(r.error is not None for r in results) or not results:
+        if not results:
+            typer.echo("no .loss files found", err=True)
+        raise typer.Exit(2)
+    raise typer.Exit(1 if check and any(r.changed for r in results) else 0)
+
+
 def main() -> None:
     app()
