@@ -288,5 +288,33 @@ def fmt(
     raise typer.Exit(1 if check and any(r.changed for r in results) else 0)
 
 
+@app.command()
+def analyze(
+    spec: SpecArg,
+    dims: Annotated[
+        str | None, typer.Option(help="dim sizes of the synthetic inputs, e.g. B=8,T=64,V=1000")
+    ] = None,
+    seed: Annotated[int, typer.Option(help="seed of the synthetic inputs")] = 0,
+    step: Annotated[float, typer.Option(help="the training step")] = 0,
+    inputs: Annotated[
+        Path | None, typer.Option(help="a saved batch (torch.save of a dict) instead")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="print the report as JSON")] = False,
+) -> None:
+    """Term values, weights, shares and gradient norms; the first non-finite node."""
+    checked = _checked_or_exit(spec)
+    from lossdsl.runtime.core import InputError
+    from lossdsl.tools import ToolError
+    from lossdsl.tools.analyze import analyze as analyze_spec
+    from lossdsl.tools.analyze import load_inputs, parse_dims
+
+    try:
+        batch = load_inputs(inputs) if inputs is not None else None
+        report = analyze_spec(checked.ir, batch, parse_dims(dims), seed, step)  # type: ignore[arg-type]
+    except (ToolError, InputError) as error:
+        raise _tool_error(error) from None
+    typer.echo(json.dumps(report.to_json(), indent=2) if as_json else report.render())
+
+
 def main() -> None:
     app()
