@@ -130,16 +130,18 @@ def test_weighted_terms_a_thousand_times_apart_are_a_warning(
             """
             loss lopsided
             input x : float[N] grad in [1, 2]
+            param w = 0.0001
             term big = mean(x)
             term small = mean(x)
-            minimize big + 0.0001 * small
+            minimize big + w * small
             """
         )
     )
     (warning,) = analyze(ir).warnings
     assert "differ by 1e+04x" in warning and "`small`" in warning
-    balanced = analyze(ir, params=None, step=0)
-    assert balanced.terms[0].share == pytest.approx(1 / 1.0001)
+    balanced = analyze(ir, params={"w": 0.5})
+    assert balanced.warnings == []
+    assert [t.share for t in balanced.terms] == pytest.approx([2 / 3, 1 / 3])
 
 
 def test_dims_are_parsed_and_bad_ones_refused() -> None:
