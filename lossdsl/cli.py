@@ -316,5 +316,29 @@ def analyze(
     typer.echo(json.dumps(report.to_json(), indent=2) if as_json else report.render())
 
 
+@app.command()
+def graph(
+    spec: SpecArg,
+    output: Annotated[Path, typer.Option("-o", "--output", help="a .svg or .dot to write")],
+    renderer: Annotated[
+        str, typer.Option(help="for .svg: auto (Graphviz when installed), dot or builtin")
+    ] = "auto",
+) -> None:
+    """Draw the IR: the spec's names, inputs/params/terms/metrics apart, hazards in red."""
+    from lossdsl.tools import ToolError
+    from lossdsl.tools.graph import write_graph
+
+    checked = check_reference(spec)
+    if not checked.ok:
+        typer.echo(_render(checked, sys.stderr.isatty()), err=True)
+        raise typer.Exit(2)
+    inputs = [file.path for file in checked.files]
+    try:
+        write_graph(checked.ir, checked.diagnostics, output, renderer, inputs)  # type: ignore[arg-type]
+    except ToolError as error:
+        raise _tool_error(error) from None
+    typer.echo(f"wrote {output}")
+
+
 def main() -> None:
     app()
