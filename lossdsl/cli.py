@@ -340,5 +340,74 @@ def graph(
     typer.echo(f"wrote {output}")
 
 
+IMAGE_SUFFIXES = (".png", ".svg", ".pdf")
+
+
+@app.command()
+def plot(
+    spec: SpecArg,
+    output: Annotated[Path, typer.Option("-o", "--output", help="a .png, .svg or .pdf to draw")],
+    steps: Annotated[str, typer.Option(help="the steps to cover, START:STOP")] = "0:10000",
+    points: Annotated[int, typer.Option(help="evenly spaced steps to evaluate")] = 501,
+) -> None:
+    """Draw every param that follows `step` and every term weight over the steps."""
+    from lossdsl.tools import ToolError
+    from lossdsl.tools.outputs import check_output
+    from lossdsl.tools.plot import parse_steps, plot_schedules
+
+    checked = check_reference(spec)
+    if not checked.ok:
+        typer.echo(_render(checked, sys.stderr.isatty()), err=True)
+        raise typer.Exit(2)
+    try:
+        start, stop = parse_steps(steps)
+        check_output(output, IMAGE_SUFFIXES, [file.path for file in checked.files])
+        plot_schedules(checked.ir, start, stop, output, points)  # type: ignore[arg-type]
+    except ToolError as error:
+        raise _tool_error(error) from None
+    typer.echo(f"wrote {output}")
+
+
+@app.command()
+def landscape(
+    spec: SpecArg,
+    output: Annotated[Path, typer.Option("-o", "--output", help="a .png, .svg or .pdf to draw")],
+    dims: Annotated[
+        str | None, typer.Option(help="dim sizes of the synthetic inputs, e.g. B=8,T=64,V=1000")
+    ] = None,
+    seed: Annotated[int, typer.Option(help="seed of the inputs and the directions")] = 0,
+    step: Annotated[float, typer.Option(help="the training step")] = 0,
+    inputs: Annotated[
+        Path | None, typer.Option(help="a saved batch (torch.save of a dict) instead")
+    ] = None,
+    span: Annotated[float, typer.Option(help="how far to go along each direction")] = 1.0,
+    points: Annotated[int, typer.Option(help="positions along the 1-D direction")] = 21,
+    grid: Annotated[int, typer.Option(help="positions per axis of the 2-D grid (0: none)")] = 11,
+    as_json: Annotated[bool, typer.Option("--json", help="also print the values as JSON")] = False,
+) -> None:
+    """Draw the loss along random filter-normalised directions around the grad inputs."""
+    checked = _checked_or_exit(spec)
+    from lossdsl.runtime.core import InputError
+    from lossdsl.tools import ToolError
+    from lossdsl.tools.analyze import load_inputs, parse_dims
+    from lossdsl.tools.landscape import landscape as landscape_of
+    from lossdsl.tools.landscape import plot_landscape
+    from lossdsl.tools.outputs import check_output
+
+    ir = checked.ir
+    try:
+        check_output(output, IMAGE_SUFFIXES, [file.path for file in checked.files])
+        batch = load_inputs(inputs) if inputs is not None else None
+        found = landscape_of(ir, batch, parse_dims(dims), seed, step, span, points, grid)  # type: ignore[arg-type]
+        plot_landscape(ir, found, output)  # type: ignore[arg-type]
+    except (ToolError, InputError) as error:
+        raise _tool_error(error) from None
+    if as_json:
+        values = {"a": found.alphas, "total": found.total, "terms": found.terms}
+        values |= {"grid": found.grid, "surface": found.surface}
+        typer.echo(json.dumps(values))
+    typer.echo(f"wrote {output}", err=as_json)
+
+
 def main() -> None:
     app()
