@@ -409,5 +409,30 @@ def landscape(
     typer.echo(f"wrote {output}", err=as_json)
 
 
+@app.command()
+def new(
+    name: Annotated[str, typer.Argument(help="the new spec's name (its `loss` line)")],
+    source: Annotated[
+        str | None, typer.Option("--from", help="a spec to start from: ppo, rl/grpo, a path")
+    ] = None,
+    output: Annotated[
+        Path | None, typer.Option("-o", "--output", help="the file to write (NAME.loss)")
+    ] = None,
+) -> None:
+    """Start a new spec: a standard one under a new name, or a small template."""
+    from lossdsl.tools import ToolError
+    from lossdsl.tools.new import new_spec
+    from lossdsl.tools.outputs import check_output, write_text_output
+
+    target = output or Path(f"{name}.loss")
+    try:
+        text = new_spec(name, source)
+        check_output(target, (".loss",), replace=False)
+        write_text_output(target, text)
+    except ToolError as error:
+        raise _tool_error(error) from None
+    typer.echo(f"wrote {target}" + (f" (from {source})" if source else ""))
+
+
 def main() -> None:
     app()
