@@ -434,5 +434,45 @@ def new(
     typer.echo(f"wrote {target}" + (f" (from {source})" if source else ""))
 
 
+@app.command()
+def tune(
+    spec: SpecArg,
+    objective: Annotated[
+        str, typer.Option(help="module:function (or file.py:function) scoring a loaded loss")
+    ],
+    trials: Annotated[int, typer.Option(help="how many trials")] = 30,
+    sampler: Annotated[str, typer.Option(help="tpe or grid")] = "tpe",
+    study: Annotated[
+        Path | None, typer.Option(help="the Optuna journal file to write (NAME.study.log)")
+    ] = None,
+    seed: Annotated[int, typer.Option(help="the sampler's seed")] = 0,
+    direction: Annotated[str, typer.Option(help="minimize or maximize the objective")] = (
+        "minimize"
+    ),
+) -> None:
+    """Search the params' declared ranges with Optuna for the best objective."""
+    checked = _checked_or_exit(spec)
+    from lossdsl.tools import ToolError
+    from lossdsl.tools.outputs import check_output
+    from lossdsl.tools.tune import load_objective
+    from lossdsl.tools.tune import tune as tune_spec
+
+    path = study or Path(f"{checked.ir.name}.study.log")  # type: ignore[union-attr]
+    try:
+        check_output(path, (path.suffix,), [file.path for file in checked.files])
+        result = tune_spec(spec, load_objective(objective), trials, sampler, path, seed, direction)
+    except ToolError as error:
+        raise _tool_error(error) from None
+    shown = ", ".join(
+        f"{k}={v!r}" if isinstance(v, str) else f"{k}={v:.6g}"
+        for k, v in sorted(result.best_params.items())
+    )
+    typer.echo(f"best: {shown}")
+    typer.echo(
+        f"objective {result.best_value:.6g} at trial {result.best_trial} of {result.trials}; "
+        f"study in {path}"
+    )
+
+
 def main() -> None:
     app()
