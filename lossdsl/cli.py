@@ -474,5 +474,17 @@ def tune(
     )
 
 
+@app.command()
+def lsp() -> None:
+    """Run the language server on stdin/stdout (diagnostics, quick fixes, hover, definitions)."""
+    from lossdsl.tools import ToolError
+    from lossdsl.tools.lsp import serve
+
+    try:
+        serve()
+    except ToolError as error:
+        raise _tool_error(error) from None
+
+
 def main() -> None:
     app()
