@@ -211,7 +211,10 @@ def compile(
         from lossdsl.backend.export import export_program
 
         def write_program(path: Path) -> None:
-            export_program(ir, path, dtype=dtype, leading_rank=leading_rank)  # type: ignore[arg-type]
+            from lossdsl.tools.progress import progress
+
+            with progress(f"exporting {checked.ir.name} with torch.export"):  # type: ignore[union-attr]
+                export_program(ir, path, dtype=dtype, leading_rank=leading_rank)  # type: ignore[arg-type]
 
         _write(export, write_program)
 
@@ -231,7 +234,15 @@ def explain(spec: SpecArg) -> None:
     ir = _ir_or_exit(spec)
     from lossdsl.backend.explain import explain_text
 
-    typer.echo(explain_text(ir))  # type: ignore[arg-type]
+    text = explain_text(ir)  # type: ignore[arg-type]
+    if sys.stdout.isatty():
+        try:
+            from lossdsl.tools.highlight import highlight_explain
+
+            text = highlight_explain(text)
+        except ImportError:  # Pygments comes with rich (typer) and the lsp extra
+            pass
+    typer.echo(text)
 
 
 @app.command(name="list")

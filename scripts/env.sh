@@ -23,9 +23,11 @@ if ! "$PY" -c "import torch" 2>/dev/null; then
   _env_done
 fi
 if ! "$PY" -c "import lossdsl, lark, pydantic, typer, pytest, hypothesis" 2>/dev/null \
+   || ! "$PY" -c "import matplotlib, optuna, pygls" 2>/dev/null \
    || [ pyproject.toml -nt .venv/.lossdsl-installed ]; then
-  _env_say "installing lossdsl (editable) with lark, pydantic, typer and the dev tools" \
-      "(pytest, hypothesis, ruff, mypy, numpy) into .venv (about 30-60 seconds)"
+  _env_say "installing lossdsl (editable) with lark, pydantic, typer, the dev tools" \
+      "(pytest, hypothesis, ruff, mypy, numpy) and the workbench's extras (matplotlib," \
+      "optuna, pygls) into .venv (about 1-2 minutes)"
   "$PY" -m pip install --quiet -e ".[dev]"
   touch .venv/.lossdsl-installed
   _env_done
