@@ -4,13 +4,15 @@ that `import lossdsl` and `lossdsl check` stay as light as they were."""
 
 from __future__ import annotations
 
+from typing import Any
+
 
 class ToolError(Exception):
     """A tool asked for something it cannot do (a missing optional package, an unreadable
     batch file, a bad `--dims`): the CLI prints the message, never a traceback."""
 
 
-def require(module: str, extra: str) -> object:
+def require(module: str, extra: str) -> Any:
     """Import an optional package, or say which extra installs it."""
     import importlib
 

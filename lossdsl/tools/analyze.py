@@ -138,7 +138,7 @@ class TermReport:
     value: float
     weight: float
     weighted: float
-    share: float  # |weighted| over the sum of |weighted| of all terms
+    share: float  # |weighted| over the sum of the finite |weighted| (NaN: not finite)
     gradients: list[GradientStats] = field(default_factory=list)
 
 
@@ -196,7 +196,7 @@ class Analysis:
         lines.append(f"loss {_number(self.loss)}")
         rows = [["term", "value", "weight", "weighted", "share"]]
         rows += [
-            [t.name, _number(t.value), _number(t.weight), _number(t.weighted), f"{t.share:.1%}"]
+            [t.name, _number(t.value), _number(t.weight), _number(t.weighted), _percent(t.share)]
             for t in self.terms
         ]
         lines += ["", *_table(rows)]
@@ -232,6 +232,10 @@ def _json_safe(value: Any) -> Any:
     if isinstance(value, list):
         return [_json_safe(v) for v in value]
     return value
+
+
+def _percent(share: float) -> str:
+    return f"{share:.1%}" if math.isfinite(share) else "-"
 
 
 def _number(value: float) -> str:
@@ -322,7 +326,7 @@ def _report(
             float(term.detach()),
             weight,
             weighted[name],
-            abs(weighted[name]) / total if total > 0 else 0.0,
+            _share(weighted[name], total),
         )
         if grad_inputs and term.requires_grad:
             gradients = torch.autograd.grad(
@@ -347,6 +351,13 @@ def _report(
         non_finite=non_finite,
         warnings=_warnings(terms),
     )
+
+
+def _share(weighted: float, total: float) -> float:
+    """|weighted| over the sum of the finite |weighted|; NaN for a non-finite term."""
+    if not math.isfinite(weighted):
+        return math.nan
+    return abs(weighted) / total if total > 0 else 0.0
 
 
 def _stats(

@@ -20,17 +20,14 @@ from pygments.token import (
     Whitespace,
 )
 
-from lossdsl.ops import OPS
+from lossdsl.ops.table import CALLABLE_NAMES
 
 DECLARATIONS = ("loss", "use", "input", "param", "def", "let", "term", "minimize", "metric")
 DECLARATIONS_V2 = ("state",)
 MODIFIERS = ("grad", "in", "update", "learned")
 DTYPES = ("float", "int", "bool", "f64", "f32", "bf16", "f16")
 BUILTIN_VALUES = ("step", "inf", "pi", "world_size")
-# IR ops that are written as operators, not called by name.
-_OPERATOR_OPS = {"add", "sub", "mul", "div", "neg", "pow", "eq", "ne", "lt", "le", "gt", "ge"}
-_OPERATOR_OPS |= {"and", "or", "not", "maximum", "minimum"}
-CALLABLE_OPS = tuple(sorted((set(OPS) - _OPERATOR_OPS) | {"select"}))
+CALLABLE_OPS = tuple(CALLABLE_NAMES)  # what a spec may call (`select` too)
 
 TEXTMATE_GRAMMAR = Path(__file__).with_name("editors") / "loss.tmLanguage.json"
 
@@ -87,3 +84,84 @@ def highlight_explain(text: str) -> str:
     if found:
         coloured += marker + highlight(code, PythonLexer(**keep), TerminalFormatter())
     return coloured
+
+
+def textmate_grammar() -> dict[str, object]:
+    """The TextMate grammar, from the same lists as the lexer (`python -m
+    lossdsl.tools.highlight` writes it to `editors/loss.tmLanguage.json`)."""
+
+    def alternatives(names: tuple[str, ...]) -> str:
+        return "(" + "|".join(names) + ")"
+
+    name = "[A-Za-z_][A-Za-z0-9_]*"
+    return {
+        "$schema": "https://raw.githubusercontent.com/martinring/tmlanguage/master/tmlanguage.json",
+        "name": "Loss",
+        "scopeName": "source.loss",
+        "fileTypes": ["loss"],
+        "comment": "The .loss language of lossdsl; written by `python -m lossdsl.tools.highlight`.",
+        "patterns": [
+            {"include": f"#{rule}"}
+            for rule in (
+                "comment",
+                "docstring",
+                "string",
+                "declaration",
+                "keyword",
+                "type",
+                "op",
+                "call",
+                "builtin",
+                "number",
+                "operator",
+            )
+        ],
+        "repository": {
+            "comment": {"name": "comment.line.number-sign.loss", "match": "#.*$"},
+            "docstring": {"name": "string.quoted.docstring.loss", "begin": '"""', "end": '"""'},
+            "string": {"name": "string.quoted.double.loss", "match": '"[^"\\n]*"'},
+            "declaration": {
+                "match": rf"^\s*{alternatives(DECLARATIONS + DECLARATIONS_V2)}\s+({name})?",
+                "captures": {
+                    "1": {"name": "keyword.other.declaration.loss"},
+                    "2": {"name": "entity.name.loss"},
+                },
+            },
+            "keyword": {
+                "patterns": [
+                    {
+                        "name": "keyword.other.modifier.loss",
+                        "match": rf"\b{alternatives(MODIFIERS)}\b",
+                    },
+                    {"name": "keyword.operator.word.loss", "match": r"\b(and|or|not)\b"},
+                    {"name": "constant.language.loss", "match": r"\b(true|false)\b"},
+                ]
+            },
+            "type": {"name": "storage.type.loss", "match": rf"\b{alternatives(DTYPES)}(?=\s*\[)"},
+            "op": {
+                "name": "support.function.loss",
+                "match": rf"\b{alternatives(CALLABLE_OPS)}(?=\s*\()",
+            },
+            "call": {"name": "entity.name.function.loss", "match": rf"\b{name}(?=\s*\()"},
+            "builtin": {
+                "name": "variable.language.loss",
+                "match": rf"\b{alternatives(BUILTIN_VALUES)}\b",
+            },
+            "number": {
+                "name": "constant.numeric.loss",
+                "match": r"\b(\d[\d_]*(\.[\d_]*)?|\.\d[\d_]*)([eE][+-]?\d+)?\b",
+            },
+            "operator": {"name": "keyword.operator.loss", "match": r"<=|>=|==|!=|[-+*/^<>=]"},
+        },
+    }
+
+
+def textmate_text() -> str:
+    import json
+
+    return json.dumps(textmate_grammar(), indent=2) + "\n"
+
+
+if __name__ == "__main__":
+    TEXTMATE_GRAMMAR.write_text(textmate_text(), encoding="utf-8")
+    print(f"wrote {TEXTMATE_GRAMMAR}")

@@ -339,11 +339,12 @@ def definition(document: Document, line: int, col: int) -> tuple[Path, Span] | N
         definition = _def(document, found.name)
         if definition is None:
             return None
-        decl, file = definition
-        return _file_path(document, file), decl.name_span
+        called, file = definition
+        return _file_path(document, file), called.name_span
     for decl in document.spec.decls:
-        if getattr(decl, "name", None) == found.name and not isinstance(decl, ast.DefDecl):
-            return document.path, decl.name_span  # type: ignore[union-attr]
+        named = (ast.InputDecl, ast.ParamDecl, ast.ValueDecl)
+        if isinstance(decl, named) and decl.name == found.name:
+            return document.path, decl.name_span
     return None
 
 

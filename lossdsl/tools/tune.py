@@ -111,7 +111,7 @@ def load_objective(reference: str) -> Callable[[Any], float]:
     function = getattr(module, name, None)
     if not callable(function):
         raise ToolError(f"--objective {reference}: {target} has no function {name}")
-    return function  # type: ignore[no-any-return]
+    return function
 
 
 @dataclass

@@ -22,6 +22,7 @@ from lossdsl.tools.highlight import (
     TEXTMATE_GRAMMAR,
     LossLexer,
     highlight_explain,
+    textmate_text,
 )
 
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
@@ -61,6 +62,11 @@ def test_explain_on_a_terminal_is_coloured_and_says_the_same() -> None:
     coloured = highlight_explain(text)
     assert ANSI.search(coloured)
     assert ANSI.sub("", coloured) == text
+
+
+def test_the_textmate_grammar_file_is_up_to_date() -> None:
+    """After a new op or keyword: `python -m lossdsl.tools.highlight` rewrites it."""
+    assert TEXTMATE_GRAMMAR.read_text() == textmate_text()
 
 
 def test_the_textmate_grammar_names_what_the_language_has() -> None:
