@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import bisect
 import dataclasses
+import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -146,6 +147,18 @@ class _Source:
     def slice(self, span: Span) -> str:
         return self.text[self.offset(start(span)) : self.offset(end(span))]
 
+    def strings(self, span: Span) -> list[Span]:
+        """Where the string literals inside `span` stand (a static choice's value and its
+        choices, which the AST keeps without places), comments skipped."""
+        first, last = self.offset(start(span)), self.offset(end(span))
+        found = []
+        for match in re.finditer(r'"[^"\n]*"', self.text[first:last]):
+            at = first + match.start()
+            if self._in_comment(at) is None:
+                (line, col) = self.position(at)
+                found.append(Span(span.file, line, col, line, col + len(match.group())))
+        return found
+
     def code(self, span: Span) -> str:
         """The text at `span` without its comments (they are placed on their own)."""
         first, last = self.offset(start(span)), self.offset(end(span))
@@ -218,6 +231,7 @@ class _Item:
     lines: list[str] = field(default_factory=list)
     trailing: dict[int, str] = field(default_factory=dict)  # line index -> comment
     above: dict[int, list[str]] = field(default_factory=dict)  # line index -> own-line comments
+    below: list[str] = field(default_factory=list)  # own-line comments after the last line
     tokens: list[tuple[Position, int]] = field(default_factory=list)
 
 
@@ -243,12 +257,19 @@ class _Printer:
     def run(self) -> str:
         items = self.items()
         self.attach_comments(items)
-        widths = self.alignment(items)
+        # Where lines break does not depend on the alignment padding, so the comments can be
+        # placed on the unpadded layout, and the alignment can see where they went.
         for item in items:
             if item.kind not in ("comment", "header", "doc"):
-                lines = self.layout(item.decl, widths.get(id(item)))
+                lines = self.layout(item.decl)
                 item.lines, item.tokens = lines.lines, lines.tokens
         self.place_inner_comments(items)
+        widths = self.alignment(items)
+        for item in items:
+            if id(item) in widths:
+                padded = self.layout(item.decl, widths[id(item)])
+                assert len(padded.lines) == len(item.lines)
+                item.lines = padded.lines
         return self.assemble(items)
 
     def items(self) -> list[_Item]:
@@ -268,7 +289,12 @@ class _Printer:
         for comment in spec.comments:
             if self.source.own_line(comment) and not self.inside(items, comment):
                 items.append(
-                    _Item(start(comment.span), end(comment.span), "comment", lines=[comment.text])
+                    _Item(
+                        start(comment.span),
+                        end(comment.span),
+                        "comment",
+                        lines=[comment.text.rstrip()],
+                    )
                 )
         return sorted(items, key=lambda item: item.first)
 
@@ -297,19 +323,31 @@ class _Printer:
                 self.inner.setdefault(id(owner), []).append(comment)
 
     def place_inner_comments(self, items: list[_Item]) -> None:
+        """Each comment of an item in a slot: on a line of its own above an output line, at
+        the end of one, or below the item. Slots follow the comments' order in the text:
+        a comment whose natural slot is taken or lies before the previous comment's moves on
+        to the next free one."""
         for item in items:
+            last = (0, 0)  # (line, 0 above | 1 at the end | 2 below)
             for comment in self.inner.get(id(item), []):
                 where = start(comment.span)
                 if self.source.own_line(comment) and item.tokens:
                     later = [line for at, line in item.tokens if at > where]
-                    line = min(later) if later else len(item.lines) - 1
-                    item.above.setdefault(line, []).append(comment.text)
-                    continue
-                line = self.line_of(item, where)
-                if line in item.trailing:  # two comments for one line: the later goes above
-                    item.above.setdefault(line, []).append(comment.text)
+                    natural = (min(later) if later else len(item.lines) - 1, 0)
                 else:
-                    item.trailing[line] = comment.text
+                    natural = (self.line_of(item, where), 1)
+                slot = max(natural, last)
+                if slot[1] == 1 and slot[0] in item.trailing:
+                    following = slot[0] + 1
+                    slot = (following, 0) if following < len(item.lines) else (slot[0], 2)
+                line, kind = slot
+                if kind == 0:
+                    item.above.setdefault(line, []).append(comment.text.rstrip())
+                elif kind == 1:
+                    item.trailing[line] = comment.text.rstrip()
+                else:
+                    item.below.append(comment.text.rstrip())
+                last = slot
 
     @staticmethod
     def line_of(item: _Item, where: Position) -> int:
@@ -333,6 +371,7 @@ class _Printer:
                     indent = len(line) - len(line.lstrip(" ")) if index else 0
                     out.append((" " * indent + comment, None))
                 out.append((line.rstrip(), item.trailing.get(index)))
+            out += [(comment, None) for comment in item.below]
             previous = item
         return _with_aligned_comments(out)
 
@@ -361,7 +400,9 @@ class _Printer:
             joins = (
                 bool(group)
                 and item.kind == group[-1].kind
-                and item.first[0] == group[-1].last[0] + 1
+                and item.first[0] - group[-1].last[0] <= 1  # no blank line between
+                and not group[-1].below
+                and not item.above.get(0)  # a comment line between them in the output
             )
             if not joins:
                 close()
@@ -397,10 +438,15 @@ class _Printer:
         if isinstance(decl, ast.InputDecl):
             self.input(decl, out, widths)
         elif isinstance(decl, ast.ParamDecl):
-            self.named(decl, f"param {decl.name}", decl.value, out, widths)
+            head = f"param {decl.name}"
+            self.named(decl, head, decl.value, out, widths)
             if decl.value is None:
-                out.write(f' "{decl.choice}" in ')
-                self.choices(decl.choices, out)
+                strings = self.source.strings(decl.span)
+                out.write(" ")
+                out.write(f'"{decl.choice}"', strings[0] if strings else None)
+                out.write(" in ")
+                padding = (widths[0] - len(head)) if widths else 0
+                self.choices(decl.choices, out, padding, strings[1:])
             else:
                 self.value(decl.value, out)
                 if decl.range is not None:
@@ -456,17 +502,25 @@ class _Printer:
             out.write(" =")
             self.value(decl.default, out)
 
-    def choices(self, choices: tuple[str, ...], out: _Lines) -> None:
+    def choices(
+        self,
+        choices: tuple[str, ...],
+        out: _Lines,
+        padding: int = 0,
+        spans: list[Span] | None = None,
+    ) -> None:
+        """`{"a", "b", …}`, wrapped where the unpadded line would pass the width (so that
+        the alignment padding never changes where the lines break)."""
         out.write("{")
         anchor = out.col
         for index, choice in enumerate(choices):
             piece = f'"{choice}"' + ("}" if index == len(choices) - 1 else ",")
             if index:
-                if out.col + 1 + len(piece) > CHOICES_WIDTH:
+                if out.col - padding + 1 + len(piece) > CHOICES_WIDTH:
                     out.newline(anchor)
                 else:
                     out.write(" ")
-            out.write(piece)
+            out.write(piece, spans[index] if spans and index < len(spans) else None)
 
     def range(self, rng: ast.Range) -> str:
         return (
@@ -637,7 +691,8 @@ def _check_unchanged(spec: ast.SpecAST, formatted: str, file: str) -> None:
         raise FormatError(f"{file}: fmt would write a spec that does not parse: {error}") from None
     if syntax_shape(again) != syntax_shape(spec):
         raise FormatError(f"{file}: fmt would change the spec's meaning; left as it is")
-    if [c.text for c in again.comments] != [c.text for c in spec.comments]:
+    # (trailing white space is not part of what a comment says)
+    if [c.text.rstrip() for c in again.comments] != [c.text.rstrip() for c in spec.comments]:
         raise FormatError(f"{file}: fmt would lose or reorder comments; left as it is")
 
 
