@@ -292,3 +292,44 @@ def test_fmt_of_standard_input_prints_the_layout() -> None:
     result = CliRunner().invoke(app, ["fmt", "-"], input="loss s\nterm t=mean( 1 )\n")
     assert result.exit_code == 0
     assert result.output == "loss s\nterm t = mean(1)\n"
+
+
+# ---- layouts the fuzz test found wanting (tests/tools/test_fmt_fuzz.py) ---------------------
+
+
+def test_two_declarations_on_one_line_align_as_on_two() -> None:
+    once = formatted(
+        """
+        loss joined
+        input logits : float[B, C] grad input labels : int[B] in [0, C)
+        term t = mean(logits)
+        """
+    )
+    assert "input logits : float[B, C] grad\ninput labels : int[B]           in [0, C)\n" in once
+    assert format_text(once) == once
+
+
+def test_comments_that_would_share_a_line_keep_their_order() -> None:
+    once = formatted(
+        """
+        loss crowded
+        input x : float[N] grad
+        param w =  # first
+          0.5 in [0, 1]  # second
+        param mode =  # third
+          "a" in  # fourth
+          {"a", "b"}
+        term t = mean(x) +  # fifth
+          0  # sixth
+        """
+    )
+    found = [line.split("#")[1].strip() for line in once.splitlines() if "#" in line]
+    assert found == ["first", "second", "third", "fourth", "fifth", "sixth"]
+    assert format_text(once) == once
+
+
+def test_trailing_white_space_in_a_comment_is_dropped() -> None:
+    assert (
+        formatted("loss s  # spaces after   \nterm t = 1\n")
+        == "loss s  # spaces after\nterm t = 1\n"
+    )
