@@ -18,7 +18,7 @@ from lossdsl.passes import Checked, check_reference
 app = typer.Typer(
     add_completion=False,
     no_args_is_help=True,
-    help="lossdsl: check, compile and explain .loss specs.",
+    help="lossdsl: check, compile and explain .loss specs; analyze, plot, tune and format them.",
     pretty_exceptions_enable=False,
 )
 
