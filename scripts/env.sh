@@ -22,17 +22,20 @@ if ! "$PY" -c "import torch" 2>/dev/null; then
   "$PY" -m pip install --quiet "torch==2.13.0"
   _env_done
 fi
-# The extras are what the tests of examples/ and lossdsl/integrations/ run: CartPole and the
-# trainers (looked up, not imported: importing them takes seconds).
+# The extras are what the tests of lossdsl/tools/, examples/ and lossdsl/integrations/ run:
+# the workbench, CartPole and the trainers (looked up, not imported: importing them takes
+# seconds).
 EXTRAS="dev,examples,hf,trl,lightning"
 if ! "$PY" -c "import lossdsl, lark, pydantic, typer, pytest, hypothesis
 import importlib.util, sys
 sys.exit(any(importlib.util.find_spec(m) is None
-             for m in ('gymnasium', 'transformers', 'trl', 'datasets', 'lightning')))" 2>/dev/null \
+             for m in ('matplotlib', 'optuna', 'pygls', 'gymnasium', 'transformers', 'trl',
+                       'datasets', 'lightning')))" 2>/dev/null \
    || [ pyproject.toml -nt .venv/.lossdsl-installed ]; then
   _env_say "installing lossdsl (editable) with lark, pydantic, typer, the dev tools" \
-      "(pytest, hypothesis, ruff, mypy, numpy) and the trainers the examples and integrations" \
-      "use (gymnasium, transformers, trl, lightning) into .venv (about 1-3 minutes)"
+      "(pytest, hypothesis, ruff, mypy, numpy), the workbench's extras (matplotlib, optuna," \
+      "pygls) and the trainers the examples and integrations use (gymnasium, transformers," \
+      "trl, lightning) into .venv (about 2-4 minutes)"
   "$PY" -m pip install --quiet -e ".[$EXTRAS]"
   touch .venv/.lossdsl-installed
   _env_done
