@@ -23,11 +23,16 @@ __all__ = [
     "LossSpecWarning",
     "InputError",
     "LossOutput",
+    "search_space",
     "__version__",
 ]
 
 
 def __getattr__(name: str) -> Any:
+    if name == "search_space":  # needs optuna (`pip install "lossdsl[tune]"`)
+        from lossdsl.tools.tune import search_space
+
+        return search_space
     # The run-time types need torch; import them on first use.
     if name in ("InputError", "LossOutput"):
         from lossdsl.quiet_torch import import_torch

@@ -18,7 +18,7 @@ from lossdsl.passes import Checked, check_reference
 app = typer.Typer(
     add_completion=False,
     no_args_is_help=True,
-    help="lossdsl: check, compile and explain .loss specs.",
+    help="lossdsl: check, compile and explain .loss specs; analyze, plot, tune and format them.",
     pretty_exceptions_enable=False,
 )
 
@@ -214,7 +214,10 @@ def compile(
         from lossdsl.backend.export import export_program
 
         def write_program(path: Path) -> None:
-            export_program(ir, path, dtype=dtype, leading_rank=leading_rank)  # type: ignore[arg-type]
+            from lossdsl.tools.progress import progress
+
+            with progress(f"exporting {checked.ir.name} with torch.export"):  # type: ignore[union-attr]
+                export_program(ir, path, dtype=dtype, leading_rank=leading_rank)  # type: ignore[arg-type]
 
         _write(export, write_program)
 
@@ -234,7 +237,15 @@ def explain(spec: SpecArg) -> None:
     ir = _ir_or_exit(spec)
     from lossdsl.backend.explain import explain_text
 
-    typer.echo(explain_text(ir))  # type: ignore[arg-type]
+    text = explain_text(ir)  # type: ignore[arg-type]
+    if sys.stdout.isatty():
+        try:
+            from lossdsl.tools.highlight import highlight_explain
+
+            text = highlight_explain(text)
+        except ImportError:  # Pygments comes with rich (typer) and the lsp extra
+            pass
+    typer.echo(text)
 
 
 @app.command(name="list")
@@ -254,6 +265,239 @@ def list_specs() -> None:
         spec, _ = parse_collecting(text, str(path))
         summary = (spec.doc or "").strip().splitlines()[0] if spec and spec.doc else ""
         typer.echo(f"{name:<32} {summary}")
+
+
+# ---- the workbench (lossdsl/tools) -------------------------------------------------------
+
+
+def _tool_error(error: Exception) -> typer.Exit:
+    typer.echo(str(error), err=True)
+    return typer.Exit(2)
+
+
+@app.command()
+def fmt(
+    paths: Annotated[
+        list[Path], typer.Argument(help=".loss files or folders of them; - reads stdin")
+    ],
+    check: Annotated[
+        bool, typer.Option("--check", help="change nothing; exit 1 if a file would change")
+    ] = False,
+) -> None:
+    """Format specs in place: the canonical layout, comments kept, the meaning unchanged."""
+    from lossdsl.tools.fmt import format_files, format_stdin
+
+    if [str(p) for p in paths] == ["-"]:
+        raise typer.Exit(format_stdin(check))
+    results = format_files(paths, write=not check)
+    for result in results:
+        if result.error is not None:
+            typer.echo(result.error, err=True)
+        elif result.changed:
+            typer.echo(f"{'would reformat' if check else 'reformatted'} {result.path}")
+    if any(r.error is not None for r in results) or not results:
+        if not results:
+            typer.echo("no .loss files found", err=True)
+        raise typer.Exit(2)
+    raise typer.Exit(1 if check and any(r.changed for r in results) else 0)
+
+
+@app.command()
+def analyze(
+    spec: SpecArg,
+    dims: Annotated[
+        str | None, typer.Option(help="dim sizes of the synthetic inputs, e.g. B=8,T=64,V=1000")
+    ] = None,
+    seed: Annotated[int, typer.Option(help="seed of the synthetic inputs")] = 0,
+    step: Annotated[float, typer.Option(help="the training step")] = 0,
+    inputs: Annotated[
+        Path | None, typer.Option(help="a saved batch (torch.save of a dict) instead")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="print the report as JSON")] = False,
+) -> None:
+    """Term values, weights, shares and gradient norms; the first non-finite node."""
+    checked = _checked_or_exit(spec)
+    from lossdsl.runtime.core import InputError
+    from lossdsl.tools import ToolError
+    from lossdsl.tools.analyze import analyze as analyze_spec
+    from lossdsl.tools.analyze import load_inputs, parse_dims
+
+    try:
+        batch = load_inputs(inputs) if inputs is not None else None
+        report = analyze_spec(checked.ir, batch, parse_dims(dims), seed, step)  # type: ignore[arg-type]
+    except (ToolError, InputError) as error:
+        raise _tool_error(error) from None
+    typer.echo(json.dumps(report.to_json(), indent=2) if as_json else report.render())
+
+
+@app.command()
+def graph(
+    spec: SpecArg,
+    output: Annotated[Path, typer.Option("-o", "--output", help="a .svg or .dot to write")],
+    renderer: Annotated[
+        str, typer.Option(help="for .svg: auto (Graphviz when installed), dot or builtin")
+    ] = "auto",
+) -> None:
+    """Draw the IR: the spec's names, inputs/params/terms/metrics apart, hazards in red."""
+    from lossdsl.tools import ToolError
+    from lossdsl.tools.graph import write_graph
+
+    checked = check_reference(spec)
+    if not checked.ok:
+        typer.echo(_render(checked, sys.stderr.isatty()), err=True)
+        raise typer.Exit(2)
+    inputs = [file.path for file in checked.files]
+    try:
+        write_graph(checked.ir, checked.diagnostics, output, renderer, inputs)  # type: ignore[arg-type]
+    except ToolError as error:
+        raise _tool_error(error) from None
+    typer.echo(f"wrote {output}")
+
+
+IMAGE_SUFFIXES = (".png", ".svg", ".pdf")
+
+
+@app.command()
+def plot(
+    spec: SpecArg,
+    output: Annotated[Path, typer.Option("-o", "--output", help="a .png, .svg or .pdf to draw")],
+    steps: Annotated[str, typer.Option(help="the steps to cover, START:STOP")] = "0:10000",
+    points: Annotated[int, typer.Option(help="evenly spaced steps to evaluate")] = 501,
+) -> None:
+    """Draw every param that follows `step` and every term weight over the steps."""
+    from lossdsl.tools import ToolError
+    from lossdsl.tools.outputs import check_output
+    from lossdsl.tools.plot import parse_steps, plot_schedules
+
+    checked = check_reference(spec)
+    if not checked.ok:
+        typer.echo(_render(checked, sys.stderr.isatty()), err=True)
+        raise typer.Exit(2)
+    try:
+        start, stop = parse_steps(steps)
+        check_output(output, IMAGE_SUFFIXES, [file.path for file in checked.files])
+        plot_schedules(checked.ir, start, stop, output, points)  # type: ignore[arg-type]
+    except ToolError as error:
+        raise _tool_error(error) from None
+    typer.echo(f"wrote {output}")
+
+
+@app.command()
+def landscape(
+    spec: SpecArg,
+    output: Annotated[Path, typer.Option("-o", "--output", help="a .png, .svg or .pdf to draw")],
+    dims: Annotated[
+        str | None, typer.Option(help="dim sizes of the synthetic inputs, e.g. B=8,T=64,V=1000")
+    ] = None,
+    seed: Annotated[int, typer.Option(help="seed of the inputs and the directions")] = 0,
+    step: Annotated[float, typer.Option(help="the training step")] = 0,
+    inputs: Annotated[
+        Path | None, typer.Option(help="a saved batch (torch.save of a dict) instead")
+    ] = None,
+    span: Annotated[float, typer.Option(help="how far to go along each direction")] = 1.0,
+    points: Annotated[int, typer.Option(help="positions along the 1-D direction")] = 21,
+    grid: Annotated[int, typer.Option(help="positions per axis of the 2-D grid (0: none)")] = 11,
+    as_json: Annotated[bool, typer.Option("--json", help="also print the values as JSON")] = False,
+) -> None:
+    """Draw the loss along random filter-normalised directions around the grad inputs."""
+    checked = _checked_or_exit(spec)
+    from lossdsl.runtime.core import InputError
+    from lossdsl.tools import ToolError
+    from lossdsl.tools.analyze import load_inputs, parse_dims
+    from lossdsl.tools.landscape import landscape as landscape_of
+    from lossdsl.tools.landscape import plot_landscape
+    from lossdsl.tools.outputs import check_output
+
+    ir = checked.ir
+    try:
+        check_output(output, IMAGE_SUFFIXES, [file.path for file in checked.files])
+        batch = load_inputs(inputs) if inputs is not None else None
+        found = landscape_of(ir, batch, parse_dims(dims), seed, step, span, points, grid)  # type: ignore[arg-type]
+        plot_landscape(ir, found, output)  # type: ignore[arg-type]
+    except (ToolError, InputError) as error:
+        raise _tool_error(error) from None
+    if as_json:
+        values = {"a": found.alphas, "total": found.total, "terms": found.terms}
+        values |= {"grid": found.grid, "surface": found.surface}
+        typer.echo(json.dumps(values))
+    typer.echo(f"wrote {output}", err=as_json)
+
+
+@app.command()
+def new(
+    name: Annotated[str, typer.Argument(help="the new spec's name (its `loss` line)")],
+    source: Annotated[
+        str | None, typer.Option("--from", help="a spec to start from: ppo, rl/grpo, a path")
+    ] = None,
+    output: Annotated[
+        Path | None, typer.Option("-o", "--output", help="the file to write (NAME.loss)")
+    ] = None,
+) -> None:
+    """Start a new spec: a standard one under a new name, or a small template."""
+    from lossdsl.tools import ToolError
+    from lossdsl.tools.new import new_spec
+    from lossdsl.tools.outputs import check_output, write_text_output
+
+    target = output or Path(f"{name}.loss")
+    try:
+        text = new_spec(name, source)
+        check_output(target, (".loss",), replace=False)
+        write_text_output(target, text)
+    except ToolError as error:
+        raise _tool_error(error) from None
+    typer.echo(f"wrote {target}" + (f" (from {source})" if source else ""))
+
+
+@app.command()
+def tune(
+    spec: SpecArg,
+    objective: Annotated[
+        str, typer.Option(help="module:function (or file.py:function) scoring a loaded loss")
+    ],
+    trials: Annotated[int, typer.Option(help="how many trials")] = 30,
+    sampler: Annotated[str, typer.Option(help="tpe or grid")] = "tpe",
+    study: Annotated[
+        Path | None, typer.Option(help="the Optuna journal file to write (NAME.study.log)")
+    ] = None,
+    seed: Annotated[int, typer.Option(help="the sampler's seed")] = 0,
+    direction: Annotated[str, typer.Option(help="minimize or maximize the objective")] = (
+        "minimize"
+    ),
+) -> None:
+    """Search the params' declared ranges with Optuna for the best objective."""
+    checked = _checked_or_exit(spec)
+    from lossdsl.tools import ToolError
+    from lossdsl.tools.outputs import check_output
+    from lossdsl.tools.tune import load_objective
+    from lossdsl.tools.tune import tune as tune_spec
+
+    path = study or Path(f"{checked.ir.name}.study.log")  # type: ignore[union-attr]
+    try:
+        check_output(path, (path.suffix,), [file.path for file in checked.files])
+        result = tune_spec(spec, load_objective(objective), trials, sampler, path, seed, direction)
+    except ToolError as error:
+        raise _tool_error(error) from None
+    shown = ", ".join(
+        f"{k}={v!r}" if isinstance(v, str) else f"{k}={v:.6g}"
+        for k, v in sorted(result.best_params.items())
+    )
+    typer.echo(f"best: {shown}")
+    typer.echo(
+        f"objective {result.best_value:.6g} at trial {result.best_trial} of {result.trials}; "
+        f"study in {path}"
+    )
+
+
+@app.command()
+def lsp() -> None:
+    """Run the language server on stdin/stdout (diagnostics, quick fixes, hover, definitions)."""
+    from lossdsl.tools import ToolError
+    from lossdsl.tools.lsp import serve
+
+    try:
+        serve()
+    except ToolError as error:
+        raise _tool_error(error) from None
 
 
 def main() -> None:

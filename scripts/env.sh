@@ -22,11 +22,21 @@ if ! "$PY" -c "import torch" 2>/dev/null; then
   "$PY" -m pip install --quiet "torch==2.13.0"
   _env_done
 fi
-if ! "$PY" -c "import lossdsl, lark, pydantic, typer, pytest, hypothesis" 2>/dev/null \
+# The extras are what the tests of lossdsl/tools/, examples/ and lossdsl/integrations/ run:
+# the workbench, CartPole and the trainers (looked up, not imported: importing them takes
+# seconds).
+EXTRAS="dev,examples,hf,trl,lightning"
+if ! "$PY" -c "import lossdsl, lark, pydantic, typer, pytest, hypothesis
+import importlib.util, sys
+sys.exit(any(importlib.util.find_spec(m) is None
+             for m in ('matplotlib', 'optuna', 'pygls', 'gymnasium', 'transformers', 'trl',
+                       'datasets', 'lightning')))" 2>/dev/null \
    || [ pyproject.toml -nt .venv/.lossdsl-installed ]; then
-  _env_say "installing lossdsl (editable) with lark, pydantic, typer and the dev tools" \
-      "(pytest, hypothesis, ruff, mypy, numpy) into .venv (about 30-60 seconds)"
-  "$PY" -m pip install --quiet -e ".[dev]"
+  _env_say "installing lossdsl (editable) with lark, pydantic, typer, the dev tools" \
+      "(pytest, hypothesis, ruff, mypy, numpy), the workbench's extras (matplotlib, optuna," \
+      "pygls) and the trainers the examples and integrations use (gymnasium, transformers," \
+      "trl, lightning) into .venv (about 2-4 minutes)"
+  "$PY" -m pip install --quiet -e ".[$EXTRAS]"
   touch .venv/.lossdsl-installed
   _env_done
 fi

@@ -155,12 +155,21 @@ Decl = Use | InputDecl | ParamDecl | DefDecl | ValueDecl | Minimize
 
 
 @dataclass(frozen=True)
+class Comment:
+    """A `# …` comment (its text from `#` on) where it stands, kept for `lossdsl fmt`."""
+
+    text: str
+    span: Span
+
+
+@dataclass(frozen=True)
 class SpecAST:
     name: str
     doc: str | None
     decls: tuple[Decl, ...]
     file: str
     name_span: Span
+    comments: tuple[Comment, ...] = ()  # in the order of the text
 
 
 # ---- walking expressions -------------------------------------------------------

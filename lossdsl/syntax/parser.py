@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import re
 import sys
+from contextvars import ContextVar
+from dataclasses import replace
 from functools import cache
 
 import lark
@@ -18,6 +20,17 @@ from lossdsl.syntax import ast
 
 DECLARATION_KEYWORDS = ("use", "input", "param", "def", "let", "term", "minimize", "metric")
 
+# The comments the lexer skips, collected while one text is parsed (the Lark instance is shared,
+# so its callback appends to the list of the parse under way, if any).
+_comments: ContextVar[list[Token] | None] = ContextVar("lossdsl_comments", default=None)
+
+
+def _record_comment(token: Token) -> Token:
+    found = _comments.get()
+    if found is not None:
+        found.append(token)
+    return token
+
 
 @cache
 def _lark() -> Lark:
@@ -29,6 +42,7 @@ def _lark() -> Lark:
         maybe_placeholders=True,
         start=["start", "decls"],
         cache=_parser_cache_file(),
+        lexer_callbacks={"COMMENT": _record_comment},
     )
 
 
@@ -63,13 +77,24 @@ def parse_collecting(
 ) -> tuple[ast.SpecAST | None, list[Diagnostic]]:
     """Parse, and on a syntax error resume at the next declaration to find the others."""
     diagnostics: list[Diagnostic] = []
+    comments: list[Token] = []
+    recording = _comments.set(comments)
     try:
         tree = _lark().parse(text, start="start")
     except UnexpectedInput as error:
         diagnostics.append(_syntax_diagnostic(error, text, file))
         _collect_later_errors(text, file, error, diagnostics)
         return None, diagnostics
-    return _ToAst(file).transform(tree), []
+    finally:
+        _comments.reset(recording)
+    spec = _ToAst(file).transform(tree)
+    return replace(spec, comments=tuple(_comment(token, file) for token in comments)), []
+
+
+def _comment(token: Token, file: str) -> ast.Comment:
+    text = str(token).rstrip("\r")  # a CRLF file's line end is not part of the comment
+    line, col = token.line or 1, token.column or 1
+    return ast.Comment(text, Span(file, line, col, line, col + len(text)))
 
 
 def _collect_later_errors(
