@@ -40,9 +40,9 @@ def derivations(spec: ast.SpecAST) -> Derivations:
     }
     inputs = tuple(d.name for d in spec.decls if isinstance(d, ast.InputDecl))
     fallback = {
-        name: decl.fallback
+        name: value
         for name, decl in derived_inputs(spec).items()
-        if decl.fallback is not None
+        if decl.fallback is not None and (value := _number(decl.fallback)) is not None
     }
     return Derivations(
         reads=reads, outside=tuple(sorted(_read_outside(spec))), inputs=inputs, fallback=fallback
@@ -68,11 +68,8 @@ def variant(spec: ast.SpecAST, computed: frozenset[str]) -> ast.SpecAST:
 def _passed(decl: ast.InputDecl) -> ast.InputDecl:
     """A derived input the call passes, or, with a fallback, may leave out (its number)."""
     if decl.fallback is None:
-        return replace(decl, default=None, fallback=None)
-    value = decl.fallback
-    span = decl.default.span if decl.default is not None else decl.span
-    number = ast.Number(value, float(value).is_integer(), span)
-    return replace(decl, default=number, fallback=None)
+        return replace(decl, default=None)
+    return replace(decl, default=decl.fallback, fallback=None)
 
 
 def check_types(spec: ast.SpecAST, ir: SpecIR, computed: frozenset[str]) -> list[Diagnostic]:

@@ -110,8 +110,8 @@ class InputDecl:
     span: Span
     name_span: Span
     dtype_span: Span
-    fallback: float | None = None  # `= EXPR else NUMBER`: a derived input's value when no
-    # input its expression needs is passed
+    fallback: Expr | None = None  # `= EXPR else NUMBER`: a derived input's value when no
+    # input its expression needs is passed (a number, maybe negated)
 
 
 @dataclass(frozen=True)

@@ -475,8 +475,9 @@ class _ToAst(Transformer_NonRecursive):
 
     def fallback(self, meta, children):
         sign, token = children
-        value = _number(token)
-        return -value if sign is not None else value
+        is_int = not re.search(r"[.eE]", str(token))
+        number = ast.Number(_number(token), is_int, self._tok(token))
+        return ast.Unary("-", number, self._span(meta)) if sign is not None else number
 
     def param_decl(self, meta, children):
         name = children[0]

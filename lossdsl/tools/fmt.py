@@ -501,6 +501,9 @@ class _Printer:
         if decl.default is not None:
             out.write(" =")
             self.value(decl.default, out)
+        if decl.fallback is not None:
+            out.write(" else ")
+            self.expression(decl.fallback, out)
 
     def choices(
         self,
