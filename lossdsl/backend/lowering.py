@@ -24,8 +24,9 @@ Value = Any  # an fx.Proxy, or a Python number for constants
 
 
 class _Lowering:
-    def __init__(self, ir: SpecIR):
+    def __init__(self, ir: SpecIR, compiled: bool = False):
         self.ir = ir
+        self.compiled = compiled  # the graph goes to torch.compile (patterns may differ)
         self.graph = fx.Graph()
         self.tracer = fx.proxy.GraphAppendingTracer(self.graph)
         self.values: dict[int, Value] = {}
@@ -553,9 +554,9 @@ def _piecewise(low: _Lowering, node: Node, args: list[Value]) -> Value:
     return value
 
 
-def lower(ir: SpecIR) -> fx.GraphModule:
-    """The fx graph of a checked spec."""
-    return _Lowering(ir).run()
+def lower(ir: SpecIR, compiled: bool = False) -> fx.GraphModule:
+    """The fx graph of a checked spec; `compiled` when it goes to `torch.compile`."""
+    return _Lowering(ir, compiled).run()
 
 
 # Lowerings kept in their own modules register themselves on import.

@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-import torch
 from torch import nn
 
+from lossdsl.backend.compiled import CompiledGraph
 from lossdsl.backend.lowering import lower
 from lossdsl.backend.metadata import spec_metadata
 from lossdsl.ir import SpecIR
@@ -35,19 +35,20 @@ class LossModule(LossRuntime, nn.Module):
         choices = {k: v for k, v in (params or {}).items() if k in self.SPEC["choices"]}
         if choices:
             self._install(rebuild({**self.choices, **choices}))
-        self._init_runtime(
-            {k: v for k, v in (params or {}).items() if k not in choices}, compiled=compile
-        )
+        self._init_runtime({k: v for k, v in (params or {}).items() if k not in choices})
 
     def _install(self, ir: SpecIR) -> None:
         self.ir = ir
         self.SPEC = spec_metadata(ir)
-        self.graph_module = lower(ir)
         compile, backend, mode = self._compile_options
-        graph = self.graph_module
+        self.graph_module = lower(ir, compiled=compile)
+        # `forward`, not the module: a GraphModule's call prints its traceback to stderr on
+        # any error, and errors here become InputErrors. Not a submodule either: the graph
+        # holds no state, and `graph_module` is registered.
+        graph: Any = self.graph_module.forward
         if compile:
-            graph = torch.compile(self.graph_module, backend=backend, mode=mode)
-        # Not a submodule: the graph holds no state, and `graph_module` is registered.
+            input_dims = [spec["dims"] for spec in self.SPEC["inputs"]]
+            graph = CompiledGraph(self.graph_module, input_dims, backend=backend, mode=mode)
         self.__dict__["_graph"] = graph
 
     @property
@@ -74,4 +75,4 @@ class LossModule(LossRuntime, nn.Module):
         return self.graph_module.code
 
     def extra_repr(self) -> str:
-        return f"spec={self.SPEC['name']!r}, compiled={self._compiled}"
+        return f"spec={self.SPEC['name']!r}, compiled={self._compile_options[0]}"

@@ -10,7 +10,9 @@ Every pattern gives the values and gradients of the unfused lowering (the tests 
 tests/backend/test_patterns.py compare them in float64):
 
 - `gather(log_softmax(x, dim=C), t, dim=C)` with C the last dim: `-nll_loss` of the
-  (shared) log_softmax on the flattened `[*, C]` layout, `reduction="none"`. nll_loss is the
+  (shared) log_softmax, `reduction="none"`, on the flattened `[*, C]` rows (a free view
+  eagerly), or under torch.compile on nll_loss's `[N, C, *]` layout (`movedim`, which
+  Inductor indexes without the division the flattening needs over unbacked sizes). nll_loss is the
   gather; what changes is its backward, a one-hot compare that torch.compile fuses into
   log_softmax's backward (one pass), where `gather`'s backward is a zero-filled `[*, C]`
   buffer plus an extern `scatter_add`. That is `F.cross_entropy` minus the log_softmax,
@@ -114,6 +116,14 @@ def _picked_log_probability(low: _Lowering, node: Node, sub: Sub) -> Value | Non
     log_probs, index = sub(source_id), sub(index_id)
     if not isinstance(log_probs, fx.Proxy) or not isinstance(index, fx.Proxy):
         return None
+    if low.compiled and len(dims) > 2:
+        # nll_loss's own `[N, C, d1, ...]` layout: no flattening, whose index arithmetic
+        # Inductor cannot simplify over the unbacked sizes of a compiled module's dims.
+        nll = torch.nn.functional.nll_loss(
+            log_probs.movedim(-1, 1), index.long(), reduction="none", ignore_index=_NEVER_AN_INDEX
+        )
+        return -nll
+    # Eagerly the `[N, C]` rows are a free view, where `movedim` makes nll_loss copy.
     rows = log_probs.reshape(-1, log_probs.size(-1))
     nll = torch.nn.functional.nll_loss(
         rows, index.reshape(-1).long(), reduction="none", ignore_index=_NEVER_AN_INDEX

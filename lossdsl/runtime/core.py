@@ -43,7 +43,7 @@ class LossRuntime:
     param_values: torch.Tensor
     _graph: Any
 
-    def _init_runtime(self, params: dict[str, Any] | None = None, compiled: bool = False) -> None:
+    def _init_runtime(self, params: dict[str, Any] | None = None) -> None:
         # Kept on the host too, so that changing a param never reads the device back.
         self._param_floats = [
             math.nan if p["default"] is None else float(p["default"]) for p in self.SPEC["params"]
@@ -51,7 +51,6 @@ class LossRuntime:
         self.register_buffer(  # type: ignore[attr-defined]
             "param_values", torch.tensor(self._param_floats, dtype=torch.float64), persistent=False
         )
-        self._compiled = compiled
         if params:
             self.set_params(**params)
 
@@ -146,8 +145,6 @@ class LossRuntime:
         args = [*tensors, step_tensor]
         if self.SPEC["params"]:
             args.append(vector)
-        if self._compiled:
-            args = self._mark_dynamic(args)
         try:
             outputs = self._graph(*args)
         except RuntimeError as error:
@@ -343,21 +340,6 @@ class LossRuntime:
         """The widest floating dtype among the inputs, at least float32."""
         floats = [t.dtype for t in tensors if isinstance(t, torch.Tensor) and t.is_floating_point()]
         return torch.float64 if torch.float64 in floats else torch.float32
-
-    def _mark_dynamic(self, args: list[torch.Tensor]) -> list[torch.Tensor]:
-        """Named dims are dynamic from the first call; marks go on views, not the caller's
-        tensors (a mark sticks to the tensor)."""
-        marked = []
-        for spec, tensor in zip(self.SPEC["inputs"], args, strict=False):
-            view = tensor.view(tensor.shape)
-            explicit = [d for d in spec["dims"] if d != "..."]
-            first = view.dim() - len(explicit)
-            for axis in range(view.dim()):
-                dim = explicit[axis - first] if axis >= first else "..."
-                if isinstance(dim, str) and view.shape[axis] > 1 and view.stride(axis) != 0:
-                    torch._dynamo.maybe_mark_dynamic(view, axis)
-            marked.append(view)
-        return marked + args[len(marked) :]
 
 
 def _dtype_matches(declared: str, dtype: torch.dtype) -> bool:

@@ -41,6 +41,30 @@ def test_ppo_compiles_once_across_twenty_calls_with_new_t_steps_and_params():
     assert counters["stats"]["unique_graphs"] == 1
 
 
+def test_ppo_compiles_once_across_long_reductions_views_and_size_one_dims():
+    """Inductor's CPU code sums more than 4096 floats with a cascade helper and used to
+    guard on it (`4097 <= logits.size()[2]`, and on B·T for the token mean); a view used to
+    guard on contiguity. Sizes stay small: only a class dim or the token count is long."""
+    torch._dynamo.reset()
+    counters.clear()
+    compiled = lossdsl.load("ppo", compile=True)
+    eager = lossdsl.load("ppo")
+    big = ppo_batch(3, 2200, 4100)
+    shifted = {name: t[:2, :-1] if t.dim() == 2 else t[:2, :-1, :] for name, t in big.items()}
+    shifted["actions"] = shifted["actions"] % 7
+    for x in [
+        ppo_batch(2, 3, 8),
+        ppo_batch(2, 3, 4100),
+        ppo_batch(2, 2100, 3),
+        shifted,
+        ppo_batch(1, 1, 5),
+    ]:
+        out = compiled(**x)
+        out.loss.backward()
+        torch.testing.assert_close(out.loss, eager(**x).loss, rtol=1e-5, atol=1e-6)
+    assert counters["stats"]["unique_graphs"] == 1
+
+
 def test_bf16_logits_are_upcast_inside_the_kernels_not_copied():
     """The cast to float32 sits inside the compiled graph, so Inductor fuses it into the
     kernels that read the logits: the forward allocates no full-size float32 buffer."""
