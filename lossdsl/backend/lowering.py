@@ -385,7 +385,16 @@ def _mean(low: _Lowering, node: Node, args: list[Value]) -> Value:
     x, mask, options = _reduction_parts(low, node, args)
     x = low.tensor(low.floating(x, low.kind(node.args[0])))
     if mask is None:
-        return _reduce_all_or("mean", x, options)
+        # The sum over the count, at least 1: over no elements (an empty batch) this is 0, as
+        # a mean over an empty `where=` selection is, where torch.mean gives NaN.
+        axes = options.get("dim")
+        count: Value = x.numel()
+        if axes is not None:
+            count = 1
+            for axis in axes:
+                count = count * x.size(axis)
+        count = torch.full_like(low.step, 1.0) * count
+        return _reduce_all_or("sum", x, options) / torch.clamp(count, min=1)
     total = _reduce_all_or("sum", torch.where(mask, x, 0), options)
     count = _reduce_all_or("sum", torch.where(mask, torch.ones_like(x), 0), options)
     return total / torch.clamp(count, min=1)
@@ -405,9 +414,34 @@ def _extreme(fn_name: str, fill: float) -> Lowering:
         x = low.tensor(low.floating(x, low.kind(node.args[0])) if mask is not None else x)
         if mask is not None:
             x = torch.where(mask, x, fill)
+        if _may_be_empty(low.dims_of(node), options):
+            return _with_identity(fn_name, x, fill, options)
         return _reduce_all_or(fn_name, x, options)
 
     return lower
+
+
+def _may_be_empty(dims: tuple, options: dict) -> bool:
+    """Whether a reduction may run over no element: it reduces a named dim (or `...`)."""
+    axes = options.get("dim", tuple(range(-len(dims), 0)))
+    return any(not isinstance(dims[axis], int) for axis in axes)
+
+
+def _with_identity(fn_name: str, x: Value, fill: float, options: dict) -> Value:
+    """amax/amin with one `fill` appended to the reduced elements: -inf/inf over no element,
+    where torch raises. Eagerly the padding copies `x`; Inductor fuses it into the reduction."""
+    axes = options.get("dim")
+    rows = x.flatten() if axes is None else x.movedim(axes, range(-len(axes), 0))
+    if axes is not None:
+        rows = rows.flatten(-len(axes))
+    value = getattr(torch.nn.functional.pad(rows, (0, 1), value=fill), fn_name)(-1)
+    if not options.get("keepdim"):
+        return value
+    if axes is None:  # every dim kept as a 1: add a zero of that shape (x[..., :0] is empty)
+        return value + x[..., :0].sum(dim=None, keepdim=True)
+    for axis in sorted(axes):  # negative axes counted in the result, from the left
+        value = value.unsqueeze(axis)
+    return value
 
 
 LOWERINGS["reduce_max"] = _extreme("amax", -math.inf)

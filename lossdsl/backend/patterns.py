@@ -124,7 +124,7 @@ def _picked_log_probability(low: _Lowering, node: Node, sub: Sub) -> Value | Non
         )
         return -nll
     # Eagerly the `[N, C]` rows are a free view, where `movedim` makes nll_loss copy.
-    rows = log_probs.reshape(-1, log_probs.size(-1))
+    rows = log_probs.reshape(index.numel(), log_probs.size(-1))  # (-1 fails on 0 classes)
     nll = torch.nn.functional.nll_loss(
         rows, index.reshape(-1).long(), reduction="none", ignore_index=_NEVER_AN_INDEX
     )

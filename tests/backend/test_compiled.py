@@ -6,6 +6,7 @@ import pytest
 import torch
 
 import lossdsl
+from tests.support import CountingBackend, spec_inputs
 
 SPEC = """
 loss masked_policy
@@ -22,17 +23,6 @@ term policy  = -sum(min(ratio * advantages, clamp(ratio, 1 - clip, 1 + clip) * a
 term entropy = mean(entropy(logits, dim=V), where=mask)
 minimize policy - ent_coef * entropy
 """
-
-
-class CountingBackend:
-    """A torch.compile backend that runs the captured graph as is and counts captures."""
-
-    def __init__(self) -> None:
-        self.compilations = 0
-
-    def __call__(self, graph_module: torch.fx.GraphModule, example_inputs: list) -> object:
-        self.compilations += 1
-        return graph_module.forward
 
 
 def batch(b: int, t: int, v: int = 11) -> dict:
@@ -88,26 +78,6 @@ def test_one_compilation_per_rank_of_leading_dims(write_spec):
 
 
 # ---- one compilation per standard spec, across sizes, layouts, steps and params ----------
-
-
-def spec_inputs(loss_fn, sizes: dict, seed: int = 0) -> dict:
-    """Inputs for any spec from its declared dims (`sizes["..."]` is the leading shape);
-    class indices fall in [0, V) or [0, C), floats are valid log-probabilities."""
-    generator = torch.Generator().manual_seed(seed)
-    classes = sizes.get("V", sizes.get("C", 2))
-    values = {}
-    for spec in loss_fn.SPEC["inputs"]:
-        shape = []
-        for dim in spec["dims"]:
-            shape += sizes["..."] if dim == "..." else [sizes.get(dim, dim)]
-        if spec["dtype"] == "int":
-            tensor = torch.randint(0, classes, shape, generator=generator)
-        elif spec["dtype"] == "bool":
-            tensor = torch.rand(shape, generator=generator) > 0.3
-        else:
-            tensor = -torch.rand(shape, generator=generator) - 0.1
-        values[spec["name"]] = tensor.requires_grad_(spec["grad"])
-    return values
 
 
 def sliced(tensor: torch.Tensor) -> torch.Tensor:
