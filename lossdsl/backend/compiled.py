@@ -58,7 +58,16 @@ class CompiledGraph:
             for t, dims in zip(inputs, self._input_dims, strict=True)
         ]
         self._strides_vary(prepared)
-        return self._compiled(*prepared, *rest)
+        try:
+            return self._compiled(*prepared, *rest)
+        except (RuntimeError, IndexError) as error:
+            # Compiled kernels check indices themselves, without naming the input: the
+            # uncompiled graph says which input is wrong (its error propagates from here).
+            with torch.no_grad():
+                self._eager(*args)
+            raise CompiledCallFailed(
+                f"the compiled loss failed on inputs it accepts: {error}"
+            ) from error
 
     def _marked(self, tensor: torch.Tensor, dims: list[Any]) -> torch.Tensor:
         alias = _Alias.apply(tensor) if tensor.requires_grad else tensor.detach()
@@ -69,6 +78,10 @@ class CompiledGraph:
                     alias, axis, shape_id=key, hint_override=hint, min=1
                 )
         return alias
+
+
+class CompiledCallFailed(Exception):
+    """The compiled graph failed where the uncompiled one runs: not the caller's inputs."""
 
 
 class _Alias(torch.autograd.Function):

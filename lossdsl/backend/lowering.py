@@ -210,6 +210,26 @@ class _Lowering:
             self.shared[key] = torch.log_softmax(self.tensor(x), dim=axis)
         return self.shared[key]
 
+    def check_indices(self, index: Value, index_id: int, size: Value, dim: str) -> None:
+        """Assert, on the device, that the class indices `index` lie in [0, size): out of
+        range, torch's gather is a raw IndexError on a CPU and a device-side assert on a GPU,
+        neither naming the input. The runtime turns the message into an InputError."""
+        sources = [spec for spec in self.ir.inputs if spec.node in self.reachable(index_id)]
+        if not isinstance(index, fx.Proxy) or not sources:
+            return  # indices the graph makes itself (`index(D)`) are in range
+        in_range = ((index >= 0) & (index < size)).all()
+        torch._assert_async(in_range, index_message(sources, index_id, dim))
+
+    def reachable(self, node_id: int) -> set[int]:
+        """The nodes a value is computed from, itself included."""
+        stack, seen = [node_id], set()
+        while stack:
+            current = stack.pop()
+            if current not in seen:
+                seen.add(current)
+                stack.extend(self.ir.node(current).args)
+        return seen
+
     # ---- dims -----------------------------------------------------------------------
 
     def axis(self, dims: tuple, dim: str) -> int:
@@ -234,6 +254,20 @@ def _resolve(dotted: str) -> Callable[..., Any]:
         for part in module_name.split(".")[1:]:
             module = getattr(module, part)
     return getattr(module, attr)
+
+
+def index_message(sources: list[Any], index_id: int, dim: str) -> str:
+    """`input `actions` (declared in [0, V)) has a class index outside [0, V)`, or `input
+    `target` leads to …` when the index is computed from the input (`where(valid, t, 0)`)."""
+    names = ", ".join(f"`{spec.name}`" for spec in sources)
+    who = f"input {names}" if len(sources) == 1 else f"inputs {names}"
+    if len(sources) == 1 and sources[0].node == index_id:
+        declared = sources[0].range
+        who += f" (declared in {declared})" if declared is not None else ""
+        verb = "has"
+    else:
+        verb = "leads to" if len(sources) == 1 else "lead to"
+    return f"{who} {verb} a class index outside [0, {dim})"
 
 
 def _class_name(spec_name: str) -> str:
@@ -519,7 +553,9 @@ def _entropy(low: _Lowering, node: Node, args: list[Value]) -> Value:
 def _gather(low: _Lowering, node: Node, args: list[Value]) -> Value:
     x, index = args
     axis = low.axis(low.dims_of(node), node.attrs["dim"])
-    picked = torch.gather(low.tensor(x), axis, index.long().unsqueeze(axis))
+    x = low.tensor(x)
+    low.check_indices(index, node.args[1], x.size(axis), node.attrs["dim"])
+    picked = torch.gather(x, axis, index.long().unsqueeze(axis))
     return picked.squeeze(axis)
 
 
@@ -528,6 +564,7 @@ def _one_hot(low: _Lowering, node: Node, args: list[Value]) -> Value:
     (index,) = args
     n = node.attrs["n"]
     classes = n if isinstance(n, int) else low.size_of(n)
+    low.check_indices(index, node.args[0], classes, str(n))
     return torch.nn.functional.one_hot(index.long(), classes).to(low.dtype)
 
 

@@ -65,9 +65,9 @@ class LossModule(LossRuntime, nn.Module):
             raise InputError(
                 f"`{name}` must be one of {', '.join(map(repr, spec['choices']))}, got {value!r}"
             )
-        floats = self._param_floats  # a rebuild keeps the numeric params as they are
+        floats = self._floats  # a rebuild keeps the numeric params as they are
         self._install(self._rebuild({**self.choices, name: value}))
-        self._param_floats = floats
+        self._floats = floats
 
     @property
     def code(self) -> str:

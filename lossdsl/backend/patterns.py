@@ -116,6 +116,7 @@ def _picked_log_probability(low: _Lowering, node: Node, sub: Sub) -> Value | Non
     log_probs, index = sub(source_id), sub(index_id)
     if not isinstance(log_probs, fx.Proxy) or not isinstance(index, fx.Proxy):
         return None
+    low.check_indices(index, index_id, log_probs.size(-1), node.attrs["dim"])
     if low.compiled and len(dims) > 2:
         # nll_loss's own `[N, C, d1, ...]` layout: no flattening, whose index arithmetic
         # Inductor cannot simplify over the unbacked sizes of a compiled module's dims.

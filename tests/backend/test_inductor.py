@@ -65,6 +65,19 @@ def test_ppo_compiles_once_across_long_reductions_views_and_size_one_dims():
     assert counters["stats"]["unique_graphs"] == 1
 
 
+def test_a_class_index_out_of_range_is_an_input_error_under_inductor():
+    """Inductor's kernels check indices themselves, without naming the input; the module
+    then runs the uncompiled graph, whose assert does."""
+    loss_fn = lossdsl.load("cross_entropy", compile=True)
+    logits = torch.randn(4, 6)
+    with pytest.raises(lossdsl.InputError, match=r"input `target` leads to a class index"):
+        loss_fn(input=logits, target=torch.tensor([0, 6, 1, -100]))
+    out = loss_fn(input=logits, target=torch.tensor([0, 5, 1, -100]))
+    torch.testing.assert_close(
+        out.loss, torch.nn.functional.cross_entropy(logits, torch.tensor([0, 5, 1, -100]))
+    )
+
+
 def test_bf16_logits_are_upcast_inside_the_kernels_not_copied():
     """The cast to float32 sits inside the compiled graph, so Inductor fuses it into the
     kernels that read the logits: the forward allocates no full-size float32 buffer."""

@@ -34,7 +34,12 @@ try:
     loss_fn(input=x, target=target.float())
 except ValueError as error:
     message = str(error)
+try:
+    loss_fn(input=x, target=torch.tensor([0, 1, 2, 3, 4, 5]))
+except ValueError as error:
+    index_message = str(error)
 print(json.dumps({{"loss": out.loss.item(), "grad": x.grad.tolist(), "error": message,
+                  "index_error": index_message,
                   "classes": [n for n, v in vars(sys.modules[{module!r}]).items()
                               if isinstance(v, type) and issubclass(v, torch.nn.Module)]}}))
 """
@@ -63,6 +68,9 @@ def test_standalone_module_matches_load_without_lossdsl_importable(tmp_path: Pat
     assert torch.equal(torch.tensor(standalone["grad"], dtype=torch.float64), x.grad)
     assert standalone["classes"] == ["CrossEntropy"]  # exactly one nn.Module class
     assert "input `target` expects int[...]" in standalone["error"]
+    assert standalone["index_error"] == (
+        "input `target` leads to a class index outside [0, C) with C=5 (bound by `input`)"
+    )
 
 
 def test_class_name_is_the_spec_name_in_camel_case(write_spec):
