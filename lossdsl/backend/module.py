@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from torch import nn
@@ -11,7 +11,7 @@ from lossdsl.backend.compiled import CompiledGraph
 from lossdsl.backend.lowering import lower
 from lossdsl.backend.metadata import spec_metadata
 from lossdsl.ir import SpecIR
-from lossdsl.runtime.core import LossRuntime
+from lossdsl.runtime.core import InputError, LossRuntime
 
 Rebuild = Callable[[dict[str, str]], SpecIR]
 
@@ -31,10 +31,13 @@ class LossModule(LossRuntime, nn.Module):
         nn.Module.__init__(self)
         self._rebuild = rebuild
         self._compile_options = (compile, backend, mode)
+        declared = {c.name: c for c in ir.choices}
+        choices = {k: v for k, v in (params or {}).items() if k in declared}
+        for name, value in choices.items():
+            _check_choice(name, value, declared[name].choices)
+        if any(declared[name].value != value for name, value in choices.items()):
+            ir = rebuild({**{c.name: c.value for c in ir.choices}, **choices})
         self._install(ir)
-        choices = {k: v for k, v in (params or {}).items() if k in self.SPEC["choices"]}
-        if choices:
-            self._install(rebuild({**self.choices, **choices}))
         self._init_runtime({k: v for k, v in (params or {}).items() if k not in choices})
 
     def _install(self, ir: SpecIR) -> None:
@@ -59,12 +62,7 @@ class LossModule(LossRuntime, nn.Module):
         spec = self.SPEC["choices"][name]
         if value == spec["value"]:
             return
-        from lossdsl.runtime.core import InputError
-
-        if value not in spec["choices"]:
-            raise InputError(
-                f"`{name}` must be one of {', '.join(map(repr, spec['choices']))}, got {value!r}"
-            )
+        _check_choice(name, value, spec["choices"])
         floats = self._floats  # a rebuild keeps the numeric params as they are
         self._install(self._rebuild({**self.choices, name: value}))
         self._floats = floats
@@ -76,3 +74,9 @@ class LossModule(LossRuntime, nn.Module):
 
     def extra_repr(self) -> str:
         return f"spec={self.SPEC['name']!r}, compiled={self._compile_options[0]}"
+
+
+def _check_choice(name: str, value: Any, allowed: Sequence[str]) -> None:
+    """A static choice is the caller's to make: a value not declared is an InputError."""
+    if value not in allowed:
+        raise InputError(f"`{name}` must be one of {', '.join(map(repr, allowed))}, got {value!r}")
