@@ -34,6 +34,7 @@ class _Lowering:
         self.input_proxies: dict[str, fx.Proxy] = {}
         self.shared: dict[Any, Value] = {}
         self.param_given: dict[int, Value] = {}  # param node -> the value the caller set
+        self._input_free: dict[int, bool] | None = None
 
     # ---- plumbing -------------------------------------------------------------------
 
@@ -94,7 +95,9 @@ class _Lowering:
         for term, weight in zip(terms, raw_weights, strict=True):
             if isinstance(weight, float | int) and weight == 0:
                 continue
-            weighted = term if isinstance(weight, float | int) and weight == 1 else weight * term
+            weighted = term if isinstance(weight, float | int) and weight == 1 else None
+            if weighted is None:
+                weighted = off_at_zero(weight, weight * term)
             loss = weighted if loss is None else loss + weighted
         loss = self.tensor(0.0 if loss is None else loss)
         if not any(loss is term for term in terms):
@@ -204,10 +207,25 @@ class _Lowering:
         return torch.where(torch.isnan(given), default, given)
 
     def log_softmax(self, x: Value, axis: int) -> Value:
-        """One log_softmax per logits and axis, shared by `log_softmax` and `entropy`."""
+        """One log_softmax per logits and axis, shared by `log_softmax` and `entropy`.
+
+        Compiled, it is `x - logsumexp(x)` with the logsumexp shared (`logsumexp`): Inductor
+        computes it in the same passes, and a mean of log-probabilities reads it without a
+        pass of its own (backend/patterns.py)."""
         key = (x.node if isinstance(x, fx.Proxy) else x, axis)
         if key not in self.shared:
-            self.shared[key] = torch.log_softmax(self.tensor(x), dim=axis)
+            x = self.tensor(x)
+            if self.compiled:
+                self.shared[key] = x - self.logsumexp(x, axis).unsqueeze(axis)
+            else:
+                self.shared[key] = torch.log_softmax(x, dim=axis)
+        return self.shared[key]
+
+    def logsumexp(self, x: fx.Proxy, axis: int) -> fx.Proxy:
+        """One logsumexp per tensor and axis."""
+        key = ("logsumexp", x.node, axis)
+        if key not in self.shared:
+            self.shared[key] = torch.logsumexp(x, dim=axis)
         return self.shared[key]
 
     def check_indices(self, index: Value, index_id: int, size: Value, dim: str) -> None:
@@ -219,6 +237,16 @@ class _Lowering:
             return  # indices the graph makes itself (`index(D)`) are in range
         in_range = ((index >= 0) & (index < size)).all()
         torch._assert_async(in_range, index_message(sources, index_id, dim))
+
+    def is_coefficient(self, node_id: int) -> bool:
+        """A value of numbers, params and `step` only: the same for every element."""
+        if self._input_free is None:
+            inputs = {spec.node for spec in self.ir.inputs}
+            free: dict[int, bool] = {}
+            for node in self.ir.nodes:  # the table is in SSA order: arguments come first
+                free[node.id] = node.id not in inputs and all(free[a] for a in node.args)
+            self._input_free = free
+        return self._input_free[node_id]
 
     def reachable(self, node_id: int) -> set[int]:
         """The nodes a value is computed from, itself included."""
@@ -261,9 +289,9 @@ def index_message(sources: list[Any], index_id: int, dim: str) -> str:
     `target` leads to …` when the index is computed from the input (`where(valid, t, 0)`)."""
     names = ", ".join(f"`{spec.name}`" for spec in sources)
     who = f"input {names}" if len(sources) == 1 else f"inputs {names}"
+    if len(sources) == 1 and sources[0].range is not None:
+        who += f" (declared in {sources[0].range})"
     if len(sources) == 1 and sources[0].node == index_id:
-        declared = sources[0].range
-        who += f" (declared in {declared})" if declared is not None else ""
         verb = "has"
     else:
         verb = "leads to" if len(sources) == 1 else "lead to"
@@ -327,6 +355,30 @@ def _elementwise_extreme(fn: Callable[..., Any], bound: str) -> Lowering:
 
 LOWERINGS["torch.minimum"] = _elementwise_extreme(torch.minimum, "max")
 LOWERINGS["torch.maximum"] = _elementwise_extreme(torch.maximum, "min")
+
+
+def off_at_zero(coefficient: Value, product: Value) -> Value:
+    """`product` where `coefficient` is not 0, else 0: a coefficient of 0 turns off what it
+    multiplies, even an infinite or NaN value (`label_smoothing * mean(logp)` at 0 with a
+    masked class, whose log-probability is -inf; a loss weight of 0 on an infinite term)."""
+    if not isinstance(coefficient, fx.Proxy):
+        return product
+    return torch.where(coefficient == 0, 0.0, product)
+
+
+@lowering("operator.mul")
+def _mul(low: _Lowering, node: Node, args: list[Value]) -> Value:
+    a, b = args
+    product = a * b
+    if node.type.kind != "float":
+        return product
+    for (coefficient, c_id), other_id in (
+        ((a, node.args[0]), node.args[1]),
+        ((b, node.args[1]), node.args[0]),
+    ):
+        if low.is_coefficient(c_id) and not low.is_coefficient(other_id):
+            return off_at_zero(coefficient, product)
+    return product
 
 
 @lowering("detach")
@@ -546,7 +598,10 @@ def _log_softmax(low: _Lowering, node: Node, args: list[Value]) -> Value:
 def _entropy(low: _Lowering, node: Node, args: list[Value]) -> Value:
     axis = low.axis(low.dims_of(node), node.attrs["dim"])
     logp = low.log_softmax(args[0], axis)
-    return -torch.sum(torch.exp(logp) * logp, dim=axis)
+    # p·log p is 0 where p is 0: a class of logit -inf (a masked vocabulary) has log p = -inf,
+    # and 0·(-inf) is NaN. Below -1e30, p is 0 in every float dtype, so the clamp is exact, and
+    # its gradient there is 0 where a `where` on -inf would leak NaN.
+    return -torch.sum(torch.exp(logp) * logp.clamp(min=-1e30), dim=axis)
 
 
 @lowering("gather")

@@ -132,6 +132,28 @@ def _picked_log_probability(low: _Lowering, node: Node, sub: Sub) -> Value | Non
     return -nll.view_as(index)
 
 
+# ---- the mean of log-probabilities: mean(x) - logsumexp(x) -------------------------------
+
+
+@pattern("mean")
+def _mean_log_probability(low: _Lowering, node: Node, sub: Sub) -> Value | None:
+    """mean(log_softmax(x, dim=C), dim=C) under torch.compile, C last: `mean(x) - lse(x)` with
+    the logsumexp the log_softmax shares, so the mean joins the pass over `x` that finds the
+    maximum instead of a pass of its own, forward and backward (label smoothing)."""
+    if not low.compiled or len(node.args) != 1 or node.attrs.get("keepdim"):
+        return None
+    source = _node(low, node.args[0])
+    if source.op != "log_softmax" or node.attrs.get("dim") != [source.attrs["dim"]]:
+        return None
+    if low.axis(low.dims_of(node), source.attrs["dim"]) != -1:
+        return None
+    x = sub(source.args[0])
+    if not isinstance(x, fx.Proxy):
+        return None
+    x = low.tensor(low.floating(x, low.kind(source.args[0])))
+    return x.mean(-1) - low.logsumexp(x, -1)
+
+
 # ---- Huber: min instead of where ------------------------------------------------------------
 
 
