@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import operator
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -81,6 +82,7 @@ class _Lowering:
                 self.param_given[spec.node] = given
         outputs = self.outputs()
         self.graph.output(tuple(v.node for v in outputs))
+        self.graph.eliminate_dead_code()  # e.g. the read of a param no term uses
         self.graph.lint()
         module = fx.GraphModule(torch.nn.Module(), self.graph, class_name=_class_name(ir.name))
         return module
@@ -474,13 +476,10 @@ def _mean(low: _Lowering, node: Node, args: list[Value]) -> Value:
         # The sum over the count, at least 1: over no elements (an empty batch) this is 0, as
         # a mean over an empty `where=` selection is, where torch.mean gives NaN.
         axes = options.get("dim")
-        count: Value = x.numel()
-        if axes is not None:
-            count = 1
-            for axis in axes:
-                count = count * x.size(axis)
-        count = torch.full_like(low.step, 1.0) * count
-        return _reduce_all_or("sum", x, options) / torch.clamp(count, min=1)
+        count: Value = x.numel() if axes is None else x.size(axes[0])
+        for axis in (axes or ())[1:]:
+            count = count * x.size(axis)
+        return _reduce_all_or("sum", x, options) / torch.sym_max(count, 1)
     total = _reduce_all_or("sum", torch.where(mask, x, 0), options)
     count = _reduce_all_or("sum", torch.where(mask, torch.ones_like(x), 0), options)
     return total / torch.clamp(count, min=1)
@@ -678,6 +677,17 @@ def _piecewise(low: _Lowering, node: Node, args: list[Value]) -> Value:
     for boundary, before, after in zip(boundaries, values, values[1:], strict=False):
         value = value + (after - before) * (low.step >= boundary).to(low.dtype)
     return value
+
+
+# fx frees each value after its last use by setting it to None (`;  a = b = None`): in code
+# printed for reading that is noise, and a function's locals go when it returns anyway.
+_RELEASES = re.compile(r";  (?:\w+ = )+None$|^\s*(?:\w+ = )+None$", re.MULTILINE)
+
+
+def readable_code(graph_module: fx.GraphModule) -> str:
+    """The graph's Python code without fx's `x = None` releases and blank lines."""
+    code = _RELEASES.sub("", graph_module.code.strip("\n"))
+    return "\n".join(line for line in code.splitlines() if line.strip())
 
 
 def lower(ir: SpecIR, compiled: bool = False) -> fx.GraphModule:

@@ -8,7 +8,7 @@ from typing import Any
 from torch import nn
 
 from lossdsl.backend.compiled import CompiledGraph
-from lossdsl.backend.lowering import lower
+from lossdsl.backend.lowering import lower, readable_code
 from lossdsl.backend.metadata import spec_metadata
 from lossdsl.ir import SpecIR
 from lossdsl.runtime.core import InputError, LossRuntime
@@ -70,7 +70,7 @@ class LossModule(LossRuntime, nn.Module):
     @property
     def code(self) -> str:
         """The generated Python code of the loss graph."""
-        return self.graph_module.code
+        return readable_code(self.graph_module)
 
     def extra_repr(self) -> str:
         return f"spec={self.SPEC['name']!r}, compiled={self._compile_options[0]}"

@@ -183,6 +183,7 @@ def _huber_branches(low: _Lowering, node: Node, sub: Sub) -> Value | None:
             continue
         half = _scaled(low, excess.args[1], 0.5)
         if half is not None and _same(low, half, delta_id):
+            # |r| is the spec's own node, so an `abs(r)` elsewhere (an L1 term) is shared.
             delta = low.floating(sub(delta_id), low.kind(delta_id))
-            return huber_without_where(low, sub(r_id), delta)
+            return huber_without_where(low.tensor(sub(size_id)), delta)
     return None
