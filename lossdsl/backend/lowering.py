@@ -57,8 +57,17 @@ class _Lowering:
     def floating(self, value: Value, kind: str) -> Value:
         """Bool and int tensors enter float ops in the compute dtype."""
         if isinstance(value, fx.Proxy) and kind != "float":
-            return value.to(self.dtype)
+            return self.once(("float", value.node), lambda: value.to(self.dtype))
         return value
+
+    def once(self, key: Any, make: Callable[[], Value]) -> Value:
+        """The value `make()` gives, made the first time `key` is asked for and shared after."""
+        if key not in self.shared:
+            self.shared[key] = make()
+        return self.shared[key]
+
+    def dim_size(self, x: fx.Proxy, axis: int) -> Value:
+        return self.once(("size", x.node, axis), lambda: x.size(axis))
 
     # ---- the graph ------------------------------------------------------------------
 
@@ -99,7 +108,7 @@ class _Lowering:
                 continue
             weighted = term if isinstance(weight, float | int) and weight == 1 else None
             if weighted is None:
-                weighted = off_at_zero(weight, weight * term)
+                weighted = off_at_zero(self, weight, weight * term)
             loss = weighted if loss is None else loss + weighted
         loss = self.tensor(0.0 if loss is None else loss)
         if not any(loss is term for term in terms):
@@ -133,6 +142,8 @@ class _Lowering:
         """Metrics read what the terms computed through `detach`, so they record no gradient."""
         if node_id in self.values:
             return self.detach(node_id)
+        if node_id in self.detached:  # shared by several metrics
+            return self.detached[node_id]
         node = self.ir.node(node_id)
         value = self.pattern(node, self.lower_metric)
         if value is None:
@@ -153,8 +164,12 @@ class _Lowering:
         if node_id not in self.detached:
             value = self.values[node_id]
             needs = isinstance(value, fx.Proxy) and self.carries_gradient(node_id)
-            self.detached[node_id] = value.detach() if needs else value
+            self.detached[node_id] = self.detached_value(value) if needs else value
         return self.detached[node_id]
+
+    def detached_value(self, value: fx.Proxy) -> fx.Proxy:
+        """One `detach` per value, for metrics and the spec's own `detach(x)` alike."""
+        return self.once(("detach", value.node), value.detach)
 
     def carries_gradient(self, node_id: int) -> bool:
         grads = {spec.node for spec in self.ir.inputs if spec.grad}
@@ -359,13 +374,14 @@ LOWERINGS["torch.minimum"] = _elementwise_extreme(torch.minimum, "max")
 LOWERINGS["torch.maximum"] = _elementwise_extreme(torch.maximum, "min")
 
 
-def off_at_zero(coefficient: Value, product: Value) -> Value:
+def off_at_zero(low: _Lowering, coefficient: Value, product: Value) -> Value:
     """`product` where `coefficient` is not 0, else 0: a coefficient of 0 turns off what it
     multiplies, even an infinite or NaN value (`label_smoothing * mean(logp)` at 0 with a
     masked class, whose log-probability is -inf; a loss weight of 0 on an infinite term)."""
     if not isinstance(coefficient, fx.Proxy):
         return product
-    return torch.where(coefficient == 0, 0.0, product)
+    is_zero = low.once(("is zero", coefficient.node), lambda: coefficient == 0)
+    return torch.where(is_zero, 0.0, product)
 
 
 @lowering("operator.mul")
@@ -379,14 +395,14 @@ def _mul(low: _Lowering, node: Node, args: list[Value]) -> Value:
         ((b, node.args[1]), node.args[0]),
     ):
         if low.is_coefficient(c_id) and not low.is_coefficient(other_id):
-            return off_at_zero(coefficient, product)
+            return off_at_zero(low, coefficient, product)
     return product
 
 
 @lowering("detach")
 def _detach(low: _Lowering, node: Node, args: list[Value]) -> Value:
     (x,) = args
-    return x.detach() if isinstance(x, fx.Proxy) else x
+    return low.detached_value(x) if isinstance(x, fx.Proxy) else x
 
 
 @lowering("torch.where")
@@ -463,8 +479,9 @@ def _sum(low: _Lowering, node: Node, args: list[Value]) -> Value:
     x, mask, options = _reduction_parts(low, node, args)
     if low.kind(node.args[0]) == "bool" or node.type.kind == "float":
         x = low.floating(x, low.kind(node.args[0]))
-    if mask is not None:
-        x = torch.where(mask, low.tensor(x), 0)
+    if mask is not None:  # the same selection may be summed over several dims
+        x = low.tensor(x)
+        x = low.once(("select", mask.node, x.node), lambda: torch.where(mask, x, 0))
     return _reduce_all_or("sum", low.tensor(x), options)
 
 
@@ -476,9 +493,9 @@ def _mean(low: _Lowering, node: Node, args: list[Value]) -> Value:
         # The sum over the count, at least 1: over no elements (an empty batch) this is 0, as
         # a mean over an empty `where=` selection is, where torch.mean gives NaN.
         axes = options.get("dim")
-        count: Value = x.numel() if axes is None else x.size(axes[0])
+        count: Value = x.numel() if axes is None else low.dim_size(x, axes[0])
         for axis in (axes or ())[1:]:
-            count = count * x.size(axis)
+            count = count * low.dim_size(x, axis)
         return _reduce_all_or("sum", x, options) / torch.sym_max(count, 1)
     total = _reduce_all_or("sum", torch.where(mask, x, 0), options)
     count = _reduce_all_or("sum", torch.where(mask, torch.ones_like(x), 0), options)
@@ -490,7 +507,7 @@ def _count(low: _Lowering, node: Node, args: list[Value]) -> Value:
     m, mask, options = _reduction_parts(low, node, args)
     if mask is not None:
         m = m & mask
-    return _reduce_all_or("sum", m.to(low.dtype), options)
+    return _reduce_all_or("sum", low.floating(m, "bool"), options)
 
 
 def _extreme(fn_name: str, fill: float) -> Lowering:
@@ -608,7 +625,7 @@ def _gather(low: _Lowering, node: Node, args: list[Value]) -> Value:
     x, index = args
     axis = low.axis(low.dims_of(node), node.attrs["dim"])
     x = low.tensor(x)
-    low.check_indices(index, node.args[1], x.size(axis), node.attrs["dim"])
+    low.check_indices(index, node.args[1], low.dim_size(x, axis), node.attrs["dim"])
     picked = torch.gather(x, axis, index.long().unsqueeze(axis))
     return picked.squeeze(axis)
 
@@ -624,7 +641,8 @@ def _one_hot(low: _Lowering, node: Node, args: list[Value]) -> Value:
 
 @lowering("size")
 def _size(low: _Lowering, node: Node, args: list[Value]) -> Value:
-    return torch.full_like(low.step, 1.0) * low.size_of(node.attrs["dim"])
+    one = low.once("one", lambda: torch.full_like(low.step, 1.0))
+    return one * low.size_of(node.attrs["dim"])
 
 
 # schedules of `step`

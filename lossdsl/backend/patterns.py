@@ -116,7 +116,8 @@ def _picked_log_probability(low: _Lowering, node: Node, sub: Sub) -> Value | Non
     log_probs, index = sub(source_id), sub(index_id)
     if not isinstance(log_probs, fx.Proxy) or not isinstance(index, fx.Proxy):
         return None
-    low.check_indices(index, index_id, log_probs.size(-1), node.attrs["dim"])
+    classes = low.dim_size(log_probs, -1)
+    low.check_indices(index, index_id, classes, node.attrs["dim"])
     if low.compiled and len(dims) > 2:
         # nll_loss's own `[N, C, d1, ...]` layout: no flattening, whose index arithmetic
         # Inductor cannot simplify over the unbacked sizes of a compiled module's dims.
@@ -125,7 +126,7 @@ def _picked_log_probability(low: _Lowering, node: Node, sub: Sub) -> Value | Non
         )
         return -nll
     # Eagerly the `[N, C]` rows are a free view, where `movedim` makes nll_loss copy.
-    rows = log_probs.reshape(index.numel(), log_probs.size(-1))  # (-1 fails on 0 classes)
+    rows = log_probs.reshape(index.numel(), classes)  # (-1 fails on 0 classes)
     nll = torch.nn.functional.nll_loss(
         rows, index.reshape(-1).long(), reduction="none", ignore_index=_NEVER_AN_INDEX
     )

@@ -7,10 +7,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import torch
 
 import lossdsl
 from lossdsl.backend.standalone import standalone_source
+from lossdsl.resources import stdlib_index
 
 PROGRAM = """
 import json, sys
@@ -101,7 +103,7 @@ def loss_function(source: str) -> list[str]:
     """The lines of the generated loss function (from its `def` to its `return`)."""
     lines = source.splitlines()
     start = next(i for i, line in enumerate(lines) if line.startswith("def "))
-    end = next(i for i in range(start, len(lines)) if lines[i].strip().startswith("return"))
+    end = next(i for i in range(start, len(lines)) if lines[i].startswith("    return "))
     return lines[start : end + 1]
 
 
@@ -120,3 +122,17 @@ def test_standalone_file_reads_as_the_loss_then_one_runtime_shared_by_every_spec
     other = standalone_source(lossdsl.build_ir("ppo"))
     assert runtime(source) == runtime(other)  # the same text in every generated module
     assert len(source.splitlines()) < 380  # (issue 14: 438 lines for a spec of this size)
+
+
+@pytest.mark.parametrize("name", sorted(stdlib_index()))
+def test_no_standard_loss_computes_a_value_twice(name):
+    """Shared sub-expressions, metrics reading what terms computed, conversions, masks and
+    detaches are each emitted once (a term's constant weight is its own output tensor)."""
+    body = loss_function(standalone_source(lossdsl.build_ir(name)))
+    computed = [
+        line.split(" = ", 1)[1]
+        for line in body
+        if " = " in line and not line.split(" = ", 1)[0].strip().endswith("_weight")
+    ]
+    repeated = {value for value in computed if computed.count(value) > 1}
+    assert not repeated
