@@ -106,8 +106,9 @@ class _Lowering:
         for term, weight in zip(terms, raw_weights, strict=True):
             if isinstance(weight, float | int) and weight == 0:
                 continue
-            weighted = term if isinstance(weight, float | int) and weight == 1 else None
-            if weighted is None:
+            if isinstance(weight, float | int) and weight == 1:
+                weighted = term
+            else:
                 weighted = off_at_zero(self, weight, weight * term)
             loss = weighted if loss is None else loss + weighted
         loss = self.tensor(0.0 if loss is None else loss)
@@ -240,10 +241,7 @@ class _Lowering:
 
     def logsumexp(self, x: fx.Proxy, axis: int) -> fx.Proxy:
         """One logsumexp per tensor and axis."""
-        key = ("logsumexp", x.node, axis)
-        if key not in self.shared:
-            self.shared[key] = torch.logsumexp(x, dim=axis)
-        return self.shared[key]
+        return self.once(("logsumexp", x.node, axis), lambda: torch.logsumexp(x, dim=axis))
 
     def check_indices(self, index: Value, index_id: int, size: Value, dim: str) -> None:
         """Assert, on the device, that the class indices `index` lie in [0, size): out of
