@@ -118,19 +118,29 @@ def _picked_log_probability(low: _Lowering, node: Node, sub: Sub) -> Value | Non
         return None
     classes = low.dim_size(log_probs, -1)
     low.check_indices(index, index_id, classes, node.attrs["dim"])
-    if low.compiled and len(dims) > 2:
-        # nll_loss's own `[N, C, d1, ...]` layout: no flattening, whose index arithmetic
-        # Inductor cannot simplify over the unbacked sizes of a compiled module's dims.
+    if not low.compiled:
+        # The `[N, C]` rows are a free view of the log_softmax's output.
+        rows = log_probs.reshape(index.numel(), classes)  # (-1 fails on 0 classes)
         nll = torch.nn.functional.nll_loss(
-            log_probs.movedim(-1, 1), index.long(), reduction="none", ignore_index=_NEVER_AN_INDEX
+            rows, index.reshape(-1).long(), reduction="none", ignore_index=_NEVER_AN_INDEX
         )
-        return -nll
-    # Eagerly the `[N, C]` rows are a free view, where `movedim` makes nll_loss copy.
-    rows = log_probs.reshape(index.numel(), classes)  # (-1 fails on 0 classes)
-    nll = torch.nn.functional.nll_loss(
-        rows, index.reshape(-1).long(), reduction="none", ignore_index=_NEVER_AN_INDEX
-    )
-    return -nll.view_as(index)
+        return -nll.view_as(index)
+    # Compiled: log p[t] = x[t] - logsumexp(x) with the log_softmax's logsumexp, so that the
+    # backward is one pass of (one-hot - softmax) with no sum over the row of the pick's
+    # gradient; and nll_loss's own `[N, C, d1, ...]` layout, whose indexing Inductor
+    # simplifies over unbacked sizes where flattening to rows needs a division.
+    logits = low.tensor(sub(source.args[0]))
+    if "..." in dims:  # a rank unknown here: rows, as eagerly
+        rows = logits.reshape(index.numel(), classes)
+        picked = -torch.nn.functional.nll_loss(
+            rows, index.reshape(-1).long(), reduction="none", ignore_index=_NEVER_AN_INDEX
+        ).view_as(index)
+    else:
+        layout = logits.movedim(-1, 1) if len(dims) > 2 else logits
+        picked = -torch.nn.functional.nll_loss(
+            layout, index.long(), reduction="none", ignore_index=_NEVER_AN_INDEX
+        )
+    return picked - low.logsumexp(logits, -1)
 
 
 # ---- the mean of log-probabilities: mean(x) - logsumexp(x) -------------------------------
@@ -144,7 +154,7 @@ def _mean_log_probability(low: _Lowering, node: Node, sub: Sub) -> Value | None:
     if not low.compiled or len(node.args) != 1 or node.attrs.get("keepdim"):
         return None
     source = _node(low, node.args[0])
-    if source.op != "log_softmax" or node.attrs.get("dim") != [source.attrs["dim"]]:
+    if source.op != "log_softmax" or tuple(node.attrs.get("dim") or ()) != (source.attrs["dim"],):
         return None
     if low.axis(low.dims_of(node), source.attrs["dim"]) != -1:
         return None

@@ -83,7 +83,10 @@ def test_compiled_label_smoothing_takes_the_mean_of_logits_minus_a_shared_logsum
     backend = CountingBackend()
     params = {"label_smoothing": smoothing}
     compiled = lossdsl.load("cross_entropy", params=params, compile=True, backend=backend)
-    assert compiled.code.count("torch.logsumexp(") == 1 and "log_softmax" not in compiled.code
+    code = compiled.code
+    assert code.count("torch.logsumexp(") == 1 and "log_softmax" not in code
+    assert "input_.mean(-1)" in code  # the mean reads the logits, not the log-probabilities
+    assert "torch.nn.functional.nll_loss(input_" in code or "input_.reshape(" in code
     plain = unfused(monkeypatch, "cross_entropy", params=params)
     assert_same(compiled, plain, "input", **cross_entropy_inputs((3, 5), 11, ignored=0.3))
     assert backend.compilations == 1
