@@ -423,8 +423,14 @@ def print_front_end(result: dict) -> None:
         print(f"lossdsl.load from the IR cache: {cached}")
 
 
+def load_average() -> str:
+    """The 1, 5 and 15-minute load averages (other processes share the machine)."""
+    return " ".join(f"{value:.2f}" for value in os.getloadavg())
+
+
 def machine() -> dict:
     info = {
+        "load_average": {"start": load_average()},
         "python": platform.python_version(),
         "torch": torch.__version__,
         "platform": platform.platform(),
@@ -479,10 +485,12 @@ def main() -> None:
         report["front_end"] = time_front_end(settings)
         print_front_end(report["front_end"])
     report["total_seconds"] = time.perf_counter() - started
+    report["machine"]["load_average"]["end"] = load_average()
 
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(report, indent=2))
-    print(f"\nwrote {args.json} ({report['total_seconds']:.0f} s)")
+    print(f"\nload average {report['machine']['load_average']}")
+    print(f"wrote {args.json} ({report['total_seconds']:.0f} s)")
 
 
 if __name__ == "__main__":

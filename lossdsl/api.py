@@ -74,8 +74,9 @@ def load(
     def rebuild(choices: dict[str, str], computed: frozenset[str] = frozenset()) -> SpecIR:
         return _cached_ir(spec, choices, backend, mode, base, computed)
 
-    choices = {k: v for k, v in (params or {}).items() if isinstance(v, str)}
-    ir = rebuild(choices)
+    # Built with its declared choices first: the module checks the caller's (InputError)
+    # before building the spec again with them.
+    ir = rebuild({})
     warn_about(ir)
     return LossModule(
         ir, rebuild, params=params, compile=compile, backend=backend, mode=mode, chunk=chunk

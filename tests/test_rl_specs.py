@@ -687,3 +687,27 @@ def test_compiled_no_recompilation_across_steps_and_params(spec, param_values):
         want = eager(**inputs, step=call * 1000, params=params)
         torch.testing.assert_close(got.loss, want.loss, **F64_TOL)
     assert backend.compilations == 1
+
+
+@pytest.mark.parametrize("step", [0, 10_000])  # ent_coef 0.01, then 0
+def test_ppo_over_a_masked_vocabulary_equals_ppo_over_the_kept_classes(step):
+    """A logit of -inf (a masked vocabulary entry) is a class of probability 0: its
+    p·log p is 0, where it was 0·(-inf) = NaN in the entropy term, and in the loss even
+    when ent_coef has decayed to 0."""
+    inputs = make_inputs("ppo")
+    kept = V - 2
+    inputs["actions"] = inputs["actions"] % kept
+    masked_logits = inputs["logits"].clone()
+    masked_logits[..., kept:] = -math.inf
+    masked = with_grad({**inputs, "logits": masked_logits}, ["logits"], torch.float64)
+    dropped = with_grad(
+        {**inputs, "logits": inputs["logits"][..., :kept]}, ["logits"], torch.float64
+    )
+    out = run_spec("ppo", {}, masked, step)
+    expected = run_spec("ppo", {}, dropped, step)
+    for name, value in expected.items():
+        torch.testing.assert_close(out[name], value)
+    out["loss"].backward()
+    expected["loss"].backward()
+    torch.testing.assert_close(masked["logits"].grad[..., :kept], dropped["logits"].grad)
+    assert torch.all(masked["logits"].grad[..., kept:] == 0)

@@ -490,6 +490,47 @@ def test_cross_entropy_with_label_smoothing_of_an_all_ignored_batch_is_zero_wher
     assert F.cross_entropy(input, target, ignore_index=7, label_smoothing=0.1).isnan()
 
 
+EXTREME_LOGITS = [[3e38, -3e38, 0.0], [1.0, 2.0, -math.inf], [0.5, -math.inf, -math.inf]]
+
+
+@pytest.mark.parametrize("smoothing", [0.0, 0.1])
+@pytest.mark.parametrize("logits, target", [(row, t) for row in EXTREME_LOGITS for t in (0, 1)])
+@pytest.mark.parametrize("compiled", [False, True])
+def test_cross_entropy_at_float32_extremes_and_masked_classes_equals_torch(
+    logits, target, smoothing, compiled
+):
+    """A class whose log-probability is -inf (a logit of -inf, or one 6e38 below the top)
+    made `label_smoothing * mean(log p)` NaN at label_smoothing = 0: 0·(-inf)."""
+    from tests.support import CountingBackend
+
+    load = {"compile": True, "backend": CountingBackend()} if compiled else {}
+    loss_fn = lossdsl.load("cross_entropy", params={"label_smoothing": smoothing}, **load)
+    x = torch.tensor([logits], requires_grad=True)
+    t = torch.tensor([target])
+    out = loss_fn(input=x, target=t)
+    expected = F.cross_entropy(x.detach(), t, label_smoothing=smoothing)
+    exact = F.cross_entropy(x.detach().double(), t, label_smoothing=smoothing).float()
+    # torch's value, or (compiled, mean(x) - logsumexp) the exact one where torch's float32
+    # log-probabilities overflow: -3e38 - 3e38 is -inf in float32, not in float64.
+    assert any(
+        out.loss.item() == value.item() or math.isclose(out.loss.item(), value.item(), rel_tol=1e-6)
+        for value in (expected, exact)
+    )
+    if math.isfinite(expected.item()):
+        out.loss.backward()
+        reference = x.detach().clone().requires_grad_(True)
+        F.cross_entropy(reference, t, label_smoothing=smoothing).backward()
+        torch.testing.assert_close(x.grad, reference.grad)
+
+
+def test_sft_nll_over_a_masked_vocabulary_equals_torch():
+    logits = torch.tensor([[[1.0, 2.0, -math.inf, 0.5], [-math.inf, 0.0, 3.0, -math.inf]]])
+    labels = torch.tensor([[1, -100]])
+    out = lossdsl.load("sft_nll")(logits=logits, labels=labels)
+    expected = F.cross_entropy(logits.flatten(0, 1), labels.flatten(), ignore_index=-100)
+    torch.testing.assert_close(out.loss, expected)
+
+
 def test_nll_of_an_all_ignored_batch_is_zero_where_torch_gives_nan():
     input = F.log_softmax(_randn(_gen(3), 4, 5), dim=-1)
     target = torch.full((4,), -100)

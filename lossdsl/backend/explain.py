@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from lossdsl.backend.lowering import lower
+from lossdsl.backend.lowering import lower, readable_code
 from lossdsl.ir import SpecIR
 from lossdsl.passes.evaluate import Schedules
 
@@ -54,5 +54,5 @@ def explain_text(ir: SpecIR) -> str:
     schedules = schedule_table(ir)
     if schedules:
         parts += ["", "schedules (value at each step):", schedules]
-    parts += ["", "IR:", ir_table(ir), "", "generated torch.fx code:", lower(ir).code.strip()]
+    parts += ["", "IR:", ir_table(ir), "", "generated torch.fx code:", readable_code(lower(ir))]
     return "\n".join(parts)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import operator
+import re
 from collections.abc import Callable
 from functools import cached_property
 from typing import Any
@@ -34,8 +35,9 @@ class _NotLoweredYet(Exception):
 
 
 class _Lowering:
-    def __init__(self, ir: SpecIR):
+    def __init__(self, ir: SpecIR, compiled: bool = False):
         self.ir = ir
+        self.compiled = compiled  # the graph goes to torch.compile (patterns may differ)
         self.graph = fx.Graph()
         self.tracer = fx.proxy.GraphAppendingTracer(self.graph)
         self.values: dict[int, Value] = {}
@@ -43,6 +45,7 @@ class _Lowering:
         self.input_proxies: dict[str, fx.Proxy] = {}
         self.shared: dict[Any, Value] = {}
         self.param_given: dict[int, Value] = {}  # param node -> the value the caller set
+        self._input_free: dict[int, bool] | None = None
 
     # ---- plumbing -------------------------------------------------------------------
 
@@ -64,8 +67,17 @@ class _Lowering:
     def floating(self, value: Value, kind: str) -> Value:
         """Bool and int tensors enter float ops in the compute dtype."""
         if isinstance(value, fx.Proxy) and kind != "float":
-            return value.to(self.dtype)
+            return self.once(("float", value.node), lambda: value.to(self.dtype))
         return value
+
+    def once(self, key: Any, make: Callable[[], Value]) -> Value:
+        """The value `make()` gives, made the first time `key` is asked for and shared after."""
+        if key not in self.shared:
+            self.shared[key] = make()
+        return self.shared[key]
+
+    def dim_size(self, x: fx.Proxy, axis: int) -> Value:
+        return self.once(("size", x.node, axis), lambda: x.size(axis))
 
     # ---- the graph ------------------------------------------------------------------
 
@@ -120,7 +132,10 @@ class _Lowering:
         for term, weight in zip(terms, raw_weights, strict=True):
             if isinstance(weight, float | int) and weight == 0:
                 continue
-            weighted = term if isinstance(weight, float | int) and weight == 1 else weight * term
+            if isinstance(weight, float | int) and weight == 1:
+                weighted = term
+            else:
+                weighted = off_at_zero(self, weight, weight * term)
             loss = weighted if loss is None else loss + weighted
         loss = self.tensor(0.0 if loss is None else loss)
         if not any(loss is term for term in terms):
@@ -220,8 +235,12 @@ class _Lowering:
         if node_id not in self.detached:
             value = self.values[node_id]
             needs = isinstance(value, fx.Proxy) and self.carries_gradient(node_id)
-            self.detached[node_id] = value.detach() if needs else value
+            self.detached[node_id] = self.detached_value(value) if needs else value
         return self.detached[node_id]
+
+    def detached_value(self, value: fx.Proxy) -> fx.Proxy:
+        """One `detach` per value, for metrics and the spec's own `detach(x)` alike."""
+        return self.once(("detach", value.node), value.detach)
 
     def carries_gradient(self, node_id: int) -> bool:
         grads = {spec.node for spec in self.ir.inputs if spec.grad}
@@ -276,11 +295,53 @@ class _Lowering:
         return torch.where(torch.isnan(given), default, given)
 
     def log_softmax(self, x: Value, axis: int) -> Value:
-        """One log_softmax per logits and axis, shared by `log_softmax` and `entropy`."""
+        """One log_softmax per logits and axis, shared by `log_softmax` and `entropy`.
+
+        Compiled, it is `x - logsumexp(x)` with the logsumexp shared (`logsumexp`): Inductor
+        computes it in the same passes, and a mean of log-probabilities reads it without a
+        pass of its own (backend/patterns.py)."""
         key = (x.node if isinstance(x, fx.Proxy) else x, axis)
         if key not in self.shared:
-            self.shared[key] = torch.log_softmax(self.tensor(x), dim=axis)
+            x = self.tensor(x)
+            if self.compiled:
+                self.shared[key] = x - self.logsumexp(x, axis).unsqueeze(axis)
+            else:
+                self.shared[key] = torch.log_softmax(x, dim=axis)
         return self.shared[key]
+
+    def logsumexp(self, x: fx.Proxy, axis: int) -> fx.Proxy:
+        """One logsumexp per tensor and axis."""
+        return self.once(("logsumexp", x.node, axis), lambda: torch.logsumexp(x, dim=axis))
+
+    def check_indices(self, index: Value, index_id: int, size: Value, dim: str) -> None:
+        """Assert, on the device, that the class indices `index` lie in [0, size): out of
+        range, torch's gather is a raw IndexError on a CPU and a device-side assert on a GPU,
+        neither naming the input. The runtime turns the message into an InputError."""
+        sources = [spec for spec in self.ir.inputs if spec.node in self.reachable(index_id)]
+        if not isinstance(index, fx.Proxy) or not sources:
+            return  # indices the graph makes itself (`index(D)`) are in range
+        in_range = ((index >= 0) & (index < size)).all()
+        torch._assert_async(in_range, index_message(sources, index_id, dim))
+
+    def is_coefficient(self, node_id: int) -> bool:
+        """A value of numbers, params and `step` only: the same for every element."""
+        if self._input_free is None:
+            inputs = {spec.node for spec in self.ir.inputs}
+            free: dict[int, bool] = {}
+            for node in self.ir.nodes:  # the table is in SSA order: arguments come first
+                free[node.id] = node.id not in inputs and all(free[a] for a in node.args)
+            self._input_free = free
+        return self._input_free[node_id]
+
+    def reachable(self, node_id: int) -> set[int]:
+        """The nodes a value is computed from, itself included."""
+        stack, seen = [node_id], set()
+        while stack:
+            current = stack.pop()
+            if current not in seen:
+                seen.add(current)
+                stack.extend(self.ir.node(current).args)
+        return seen
 
     # ---- dims -----------------------------------------------------------------------
 
@@ -306,6 +367,20 @@ def _resolve(dotted: str) -> Callable[..., Any]:
         for part in module_name.split(".")[1:]:
             module = getattr(module, part)
     return getattr(module, attr)
+
+
+def index_message(sources: list[Any], index_id: int, dim: str) -> str:
+    """`input `actions` (declared in [0, V)) has a class index outside [0, V)`, or `input
+    `target` leads to …` when the index is computed from the input (`where(valid, t, 0)`)."""
+    names = ", ".join(f"`{spec.name}`" for spec in sources)
+    who = f"input {names}" if len(sources) == 1 else f"inputs {names}"
+    if len(sources) == 1 and sources[0].range is not None:
+        who += f" (declared in {sources[0].range})"
+    if len(sources) == 1 and sources[0].node == index_id:
+        verb = "has"
+    else:
+        verb = "leads to" if len(sources) == 1 else "lead to"
+    return f"{who} {verb} a class index outside [0, {dim})"
 
 
 def _class_name(spec_name: str) -> str:
@@ -367,10 +442,35 @@ LOWERINGS["torch.minimum"] = _elementwise_extreme(torch.minimum, "max")
 LOWERINGS["torch.maximum"] = _elementwise_extreme(torch.maximum, "min")
 
 
+def off_at_zero(low: _Lowering, coefficient: Value, product: Value) -> Value:
+    """`product` where `coefficient` is not 0, else 0: a coefficient of 0 turns off what it
+    multiplies, even an infinite or NaN value (`label_smoothing * mean(logp)` at 0 with a
+    masked class, whose log-probability is -inf; a loss weight of 0 on an infinite term)."""
+    if not isinstance(coefficient, fx.Proxy):
+        return product
+    is_zero = low.once(("is zero", coefficient.node), lambda: coefficient == 0)
+    return torch.where(is_zero, 0.0, product)
+
+
+@lowering("operator.mul")
+def _mul(low: _Lowering, node: Node, args: list[Value]) -> Value:
+    a, b = args
+    product = a * b
+    if node.type.kind != "float":
+        return product
+    for (coefficient, c_id), other_id in (
+        ((a, node.args[0]), node.args[1]),
+        ((b, node.args[1]), node.args[0]),
+    ):
+        if low.is_coefficient(c_id) and not low.is_coefficient(other_id):
+            return off_at_zero(low, coefficient, product)
+    return product
+
+
 @lowering("detach")
 def _detach(low: _Lowering, node: Node, args: list[Value]) -> Value:
     (x,) = args
-    return x.detach() if isinstance(x, fx.Proxy) else x
+    return low.detached_value(x) if isinstance(x, fx.Proxy) else x
 
 
 @lowering("torch.where")
@@ -447,8 +547,9 @@ def _sum(low: _Lowering, node: Node, args: list[Value]) -> Value:
     x, mask, options = _reduction_parts(low, node, args)
     if low.kind(node.args[0]) == "bool" or node.type.kind == "float":
         x = low.floating(x, low.kind(node.args[0]))
-    if mask is not None:
-        x = torch.where(mask, low.tensor(x), 0)
+    if mask is not None:  # the same selection may be summed over several dims
+        x = low.tensor(x)
+        x = low.once(("select", mask.node, x.node), lambda: torch.where(mask, x, 0))
     return _reduce_all_or("sum", low.tensor(x), options)
 
 
@@ -457,7 +558,13 @@ def _mean(low: _Lowering, node: Node, args: list[Value]) -> Value:
     x, mask, options = _reduction_parts(low, node, args)
     x = low.tensor(low.floating(x, low.kind(node.args[0])))
     if mask is None:
-        return _reduce_all_or("mean", x, options)
+        # The sum over the count, at least 1: over no elements (an empty batch) this is 0, as
+        # a mean over an empty `where=` selection is, where torch.mean gives NaN.
+        axes = options.get("dim")
+        count: Value = x.numel() if axes is None else low.dim_size(x, axes[0])
+        for axis in (axes or ())[1:]:
+            count = count * low.dim_size(x, axis)
+        return _reduce_all_or("sum", x, options) / torch.sym_max(count, 1)
     total = _reduce_all_or("sum", torch.where(mask, x, 0), options)
     count = _reduce_all_or("sum", torch.where(mask, torch.ones_like(x), 0), options)
     return total / torch.clamp(count, min=1)
@@ -468,7 +575,7 @@ def _count(low: _Lowering, node: Node, args: list[Value]) -> Value:
     m, mask, options = _reduction_parts(low, node, args)
     if mask is not None:
         m = m & mask
-    return _reduce_all_or("sum", m.to(low.dtype), options)
+    return _reduce_all_or("sum", low.floating(m, "bool"), options)
 
 
 def _extreme(fn_name: str, fill: float) -> Lowering:
@@ -477,9 +584,34 @@ def _extreme(fn_name: str, fill: float) -> Lowering:
         x = low.tensor(low.floating(x, low.kind(node.args[0])) if mask is not None else x)
         if mask is not None:
             x = torch.where(mask, x, fill)
+        if _may_be_empty(low.dims_of(node), options):
+            return _with_identity(fn_name, x, fill, options)
         return _reduce_all_or(fn_name, x, options)
 
     return lower
+
+
+def _may_be_empty(dims: tuple, options: dict) -> bool:
+    """Whether a reduction may run over no element: it reduces a named dim (or `...`)."""
+    axes = options.get("dim", tuple(range(-len(dims), 0)))
+    return any(not isinstance(dims[axis], int) for axis in axes)
+
+
+def _with_identity(fn_name: str, x: Value, fill: float, options: dict) -> Value:
+    """amax/amin with one `fill` appended to the reduced elements: -inf/inf over no element,
+    where torch raises. Eagerly the padding copies `x`; Inductor fuses it into the reduction."""
+    axes = options.get("dim")
+    rows = x.flatten() if axes is None else x.movedim(axes, range(-len(axes), 0))
+    if axes is not None:
+        rows = rows.flatten(-len(axes))
+    value = getattr(torch.nn.functional.pad(rows, (0, 1), value=fill), fn_name)(-1)
+    if not options.get("keepdim"):
+        return value
+    if axes is None:  # every dim kept as a 1: add a zero of that shape (x[..., :0] is empty)
+        return value + x[..., :0].sum(dim=None, keepdim=True)
+    for axis in sorted(axes):  # negative axes counted in the result, from the left
+        value = value.unsqueeze(axis)
+    return value
 
 
 LOWERINGS["reduce_max"] = _extreme("amax", -math.inf)
@@ -550,14 +682,19 @@ def _log_softmax(low: _Lowering, node: Node, args: list[Value]) -> Value:
 def _entropy(low: _Lowering, node: Node, args: list[Value]) -> Value:
     axis = low.axis(low.dims_of(node), node.attrs["dim"])
     logp = low.log_softmax(args[0], axis)
-    return -torch.sum(torch.exp(logp) * logp, dim=axis)
+    # p·log p is 0 where p is 0: a class of logit -inf (a masked vocabulary) has log p = -inf,
+    # and 0·(-inf) is NaN. Below -1e30, p is 0 in every float dtype, so the clamp is exact, and
+    # its gradient there is 0 where a `where` on -inf would leak NaN.
+    return -torch.sum(torch.exp(logp) * logp.clamp(min=-1e30), dim=axis)
 
 
 @lowering("gather")
 def _gather(low: _Lowering, node: Node, args: list[Value]) -> Value:
     x, index = args
     axis = low.axis(low.dims_of(node), node.attrs["dim"])
-    picked = torch.gather(low.tensor(x), axis, index.long().unsqueeze(axis))
+    x = low.tensor(x)
+    low.check_indices(index, node.args[1], low.dim_size(x, axis), node.attrs["dim"])
+    picked = torch.gather(x, axis, index.long().unsqueeze(axis))
     return picked.squeeze(axis)
 
 
@@ -566,12 +703,14 @@ def _one_hot(low: _Lowering, node: Node, args: list[Value]) -> Value:
     (index,) = args
     n = node.attrs["n"]
     classes = n if isinstance(n, int) else low.size_of(n)
+    low.check_indices(index, node.args[0], classes, str(n))
     return torch.nn.functional.one_hot(index.long(), classes).to(low.dtype)
 
 
 @lowering("size")
 def _size(low: _Lowering, node: Node, args: list[Value]) -> Value:
-    return torch.full_like(low.step, 1.0) * low.size_of(node.attrs["dim"])
+    one = low.once("one", lambda: torch.full_like(low.step, 1.0))
+    return one * low.size_of(node.attrs["dim"])
 
 
 # schedules of `step`
@@ -627,9 +766,20 @@ def _piecewise(low: _Lowering, node: Node, args: list[Value]) -> Value:
     return value
 
 
-def lower(ir: SpecIR) -> fx.GraphModule:
-    """The fx graph of a checked spec."""
-    return _Lowering(ir).run()
+# fx frees each value after its last use by setting it to None (`;  a = b = None`): in code
+# printed for reading that is noise, and a function's locals go when it returns anyway.
+_RELEASES = re.compile(r";  (?:\w+ = )+None$|^\s*(?:\w+ = )+None$", re.MULTILINE)
+
+
+def readable_code(graph_module: fx.GraphModule) -> str:
+    """The graph's Python code without fx's `x = None` releases and blank lines."""
+    code = _RELEASES.sub("", graph_module.code.strip("\n"))
+    return "\n".join(line for line in code.splitlines() if line.strip())
+
+
+def lower(ir: SpecIR, compiled: bool = False) -> fx.GraphModule:
+    """The fx graph of a checked spec; `compiled` when it goes to `torch.compile`."""
+    return _Lowering(ir, compiled).run()
 
 
 # Lowerings kept in their own modules register themselves on import.

@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
 from torch import nn
 
-from lossdsl.backend.lowering import lower
+from lossdsl.backend.compiled import CompiledGraph
+from lossdsl.backend.lowering import lower, readable_code
 from lossdsl.backend.metadata import spec_metadata
 from lossdsl.ir import SpecIR
-from lossdsl.runtime.core import LossRuntime
+from lossdsl.runtime.core import InputError, LossRuntime
 
 # (static choices, derived inputs to compute) -> the checked IR of that variant
 Rebuild = Callable[[dict[str, str], frozenset[str]], SpecIR]
@@ -36,30 +37,38 @@ class LossModule(LossRuntime, nn.Module):
         self._compile_options = (compile, backend, mode)
         self._chunk = _checked_chunk(chunk)
         self._variants: dict[tuple, tuple] = {}
+        declared = {c.name: c for c in ir.choices}
+        choices = {k: v for k, v in (params or {}).items() if k in declared}
+        for name, value in choices.items():
+            _check_choice(name, value, declared[name].choices)
+        if any(declared[name].value != value for name, value in choices.items()):
+            every_choice = {**{c.name: c.value for c in ir.choices}, **choices}
+            ir = rebuild(every_choice, frozenset(ir.computed))
         self._install(ir)
         if self._chunk is not None and ir.derivations.reads:
             # E205 at load: the variant that derives everything is the one with most to slice
             every = frozenset(ir.derivations.reads)
             self._sliced(rebuild(self.choices, every), required=True)
-        choices = {k: v for k, v in (params or {}).items() if k in self.SPEC["choices"]}
-        if choices:
-            self._install(rebuild({**self.choices, **choices}, frozenset(ir.computed)))
-        self._init_runtime(
-            {k: v for k, v in (params or {}).items() if k not in choices}, compiled=compile
-        )
+        self._init_runtime({k: v for k, v in (params or {}).items() if k not in choices})
 
     def _install(self, ir: SpecIR) -> None:
+        """Use the graph of this IR's variant (static choices, derived inputs computed),
+        built once and kept: calls that alternate variants do not rebuild or recompile."""
         key = (tuple(sorted((c.name, c.value) for c in ir.choices)), frozenset(ir.computed))
         if key not in self._variants:
-            graph_module = lower(ir)
             compile, backend, mode = self._compile_options
-            graph: Any = graph_module
+            graph_module = lower(ir, compiled=compile)
+            metadata = spec_metadata(ir)
+            # `forward`, not the module: a GraphModule's call prints its traceback to stderr
+            # on any error, and errors here become InputErrors.
+            graph: Any = graph_module.forward
             sliced = self._sliced(ir) if self._chunk is not None else None
             if sliced is not None:
                 graph = sliced
             elif compile:
-                graph = torch.compile(graph_module, backend=backend, mode=mode)
-            self._variants[key] = (ir, spec_metadata(ir), graph_module, graph)
+                input_dims = [spec["dims"] for spec in metadata["inputs"]]
+                graph = CompiledGraph(graph_module, input_dims, backend=backend, mode=mode)
+            self._variants[key] = (ir, metadata, graph_module, graph)
         self.ir, self.SPEC, self.graph_module, graph = self._variants[key]
         # Not a submodule: the graph holds no state, and `graph_module` is registered.
         self.__dict__["_graph"] = graph
@@ -133,23 +142,24 @@ class LossModule(LossRuntime, nn.Module):
         spec = self.SPEC["choices"][name]
         if value == spec["value"]:
             return
-        from lossdsl.runtime.core import InputError
-
-        if value not in spec["choices"]:
-            raise InputError(
-                f"`{name}` must be one of {', '.join(map(repr, spec['choices']))}, got {value!r}"
-            )
-        floats = self._param_floats  # a rebuild keeps the numeric params as they are
+        _check_choice(name, value, spec["choices"])
+        floats = self._floats  # a rebuild keeps the numeric params as they are
         self._install(self._rebuild({**self.choices, name: value}, frozenset(self.ir.computed)))
-        self._param_floats = floats
+        self._floats = floats
 
     @property
     def code(self) -> str:
         """The generated Python code of the loss graph."""
-        return self.graph_module.code
+        return readable_code(self.graph_module)
 
     def extra_repr(self) -> str:
-        return f"spec={self.SPEC['name']!r}, compiled={self._compiled}"
+        return f"spec={self.SPEC['name']!r}, compiled={self._compile_options[0]}"
+
+
+def _check_choice(name: str, value: Any, allowed: Sequence[str]) -> None:
+    """A static choice is the caller's to make: a value not declared is an InputError."""
+    if value not in allowed:
+        raise InputError(f"`{name}` must be one of {', '.join(map(repr, allowed))}, got {value!r}")
 
 
 def _names(names: list[str], joint: str = "and") -> str:
@@ -160,8 +170,6 @@ def _names(names: list[str], joint: str = "and") -> str:
 
 
 def _checked_chunk(chunk: int | str | None) -> int | str | None:
-    from lossdsl.runtime.core import InputError
-
     if chunk is None or chunk == "auto":
         return chunk
     if isinstance(chunk, bool) or not isinstance(chunk, int) or chunk < 1:

@@ -10,7 +10,9 @@ Every pattern gives the values and gradients of the unfused lowering (the tests 
 tests/backend/test_patterns.py compare them in float64):
 
 - `gather(log_softmax(x, dim=C), t, dim=C)` with C the last dim: `-nll_loss` of the
-  (shared) log_softmax on the flattened `[*, C]` layout, `reduction="none"`. nll_loss is the
+  (shared) log_softmax, `reduction="none"`, on the flattened `[*, C]` rows (a free view
+  eagerly), or under torch.compile on nll_loss's `[N, C, *]` layout (`movedim`, which
+  Inductor indexes without the division the flattening needs over unbacked sizes). nll_loss is the
   gather; what changes is its backward, a one-hot compare that torch.compile fuses into
   log_softmax's backward (one pass), where `gather`'s backward is a zero-filled `[*, C]`
   buffer plus an extern `scatter_add`. That is `F.cross_entropy` minus the log_softmax,
@@ -119,11 +121,53 @@ def _picked_log_probability(low: _Lowering, node: Node, sub: Sub) -> Value | Non
     log_probs, index = sub(source_id), sub(index_id)
     if not isinstance(log_probs, fx.Proxy) or not isinstance(index, fx.Proxy):
         return None
-    rows = log_probs.reshape(-1, log_probs.size(-1))
-    nll = torch.nn.functional.nll_loss(
-        rows, index.reshape(-1).long(), reduction="none", ignore_index=_NEVER_AN_INDEX
-    )
-    return -nll.view_as(index)
+    classes = low.dim_size(log_probs, -1)
+    low.check_indices(index, index_id, classes, node.attrs["dim"])
+    if not low.compiled:
+        # The `[N, C]` rows are a free view of the log_softmax's output.
+        rows = log_probs.reshape(index.numel(), classes)  # (-1 fails on 0 classes)
+        nll = torch.nn.functional.nll_loss(
+            rows, index.reshape(-1).long(), reduction="none", ignore_index=_NEVER_AN_INDEX
+        )
+        return -nll.view_as(index)
+    # Compiled: log p[t] = x[t] - logsumexp(x) with the log_softmax's logsumexp, so that the
+    # backward is one pass of (one-hot - softmax) with no sum over the row of the pick's
+    # gradient; and nll_loss's own `[N, C, d1, ...]` layout, whose indexing Inductor
+    # simplifies over unbacked sizes where flattening to rows needs a division.
+    logits = low.tensor(sub(source.args[0]))
+    if "..." in dims:  # a rank unknown here: rows, as eagerly
+        rows = logits.reshape(index.numel(), classes)
+        picked = -torch.nn.functional.nll_loss(
+            rows, index.reshape(-1).long(), reduction="none", ignore_index=_NEVER_AN_INDEX
+        ).view_as(index)
+    else:
+        layout = logits.movedim(-1, 1) if len(dims) > 2 else logits
+        picked = -torch.nn.functional.nll_loss(
+            layout, index.long(), reduction="none", ignore_index=_NEVER_AN_INDEX
+        )
+    return picked - low.logsumexp(logits, -1)
+
+
+# ---- the mean of log-probabilities: mean(x) - logsumexp(x) -------------------------------
+
+
+@pattern("mean")
+def _mean_log_probability(low: _Lowering, node: Node, sub: Sub) -> Value | None:
+    """mean(log_softmax(x, dim=C), dim=C) under torch.compile, C last: `mean(x) - lse(x)` with
+    the logsumexp the log_softmax shares, so the mean joins the pass over `x` that finds the
+    maximum instead of a pass of its own, forward and backward (label smoothing)."""
+    if not low.compiled or len(node.args) != 1 or node.attrs.get("keepdim"):
+        return None
+    source = _node(low, node.args[0])
+    if source.op != "log_softmax" or tuple(node.attrs.get("dim") or ()) != (source.attrs["dim"],):
+        return None
+    if low.axis(low.dims_of(node), source.attrs["dim"]) != -1:
+        return None
+    x = sub(source.args[0])
+    if not isinstance(x, fx.Proxy):
+        return None
+    x = low.tensor(low.floating(x, low.kind(source.args[0])))
+    return x.mean(-1) - low.logsumexp(x, -1)
 
 
 # ---- Huber: min instead of where ------------------------------------------------------------
@@ -155,6 +199,7 @@ def _huber_branches(low: _Lowering, node: Node, sub: Sub) -> Value | None:
             continue
         half = _scaled(low, excess.args[1], 0.5)
         if half is not None and _same(low, half, delta_id):
+            # |r| is the spec's own node, so an `abs(r)` elsewhere (an L1 term) is shared.
             delta = low.floating(sub(delta_id), low.kind(delta_id))
-            return huber_without_where(low, sub(r_id), delta)
+            return huber_without_where(low.tensor(sub(size_id)), delta)
     return None

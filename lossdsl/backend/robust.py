@@ -11,17 +11,16 @@ from lossdsl.backend.lowering import LOWERINGS, Value, _Lowering
 from lossdsl.ir import Node
 
 
-def huber_without_where(low: _Lowering, r: Value, delta: Value) -> Value:
-    """Huber as m·(|r| - m/2) with m = min(|r|, delta): the values and gradients of the
-    two-branch form, with no `where` on |r| < delta (under torch.compile that condition is
-    saved for the backward as a bool tensor, whose store is slow on CPU)."""
-    size = torch.abs(low.tensor(r))
+def huber_without_where(size: Value, delta: Value) -> Value:
+    """Huber of |r| = `size` as m·(|r| - m/2) with m = min(|r|, delta): the values and
+    gradients of the two-branch form, with no `where` on |r| < delta (under torch.compile that
+    condition is saved for the backward as a bool tensor, whose store is slow on CPU)."""
     inner = torch.minimum(size, delta) if isinstance(delta, fx.Proxy) else size.clamp(max=delta)
     return inner * (size - 0.5 * inner)
 
 
 def _huber(low: _Lowering, node: Node, args: list[Value]) -> Value:
-    return huber_without_where(low, args[0], args[1])
+    return huber_without_where(torch.abs(low.tensor(args[0])), args[1])
 
 
 def _smooth_l1(low: _Lowering, node: Node, args: list[Value]) -> Value:

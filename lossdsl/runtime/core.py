@@ -1,12 +1,13 @@
 """The run-time contract of a compiled loss, in plain torch.
 
-This module imports nothing but torch and the standard library: `lossdsl compile` copies
-its source into standalone modules, so it must stay self-contained.
+`lossdsl compile` copies this source into standalone modules, so it imports nothing but
+torch and the standard library, and stays short enough to read there.
 """
 
 from __future__ import annotations
 
 import math
+import re
 from typing import Any, NamedTuple
 
 import torch
@@ -23,13 +24,12 @@ class LossOutput(NamedTuple):
     metrics: dict[str, torch.Tensor]
 
 
-_EXACT_FLOATS = {
-    "f64": torch.float64,
-    "f32": torch.float32,
-    "bf16": torch.bfloat16,
-    "f16": torch.float16,
-}
-_INTEGERS = {torch.int8, torch.int16, torch.int32, torch.int64, torch.uint8}
+_FLOATS = {"f64": torch.float64, "f32": torch.float32, "bf16": torch.bfloat16, "f16": torch.float16}
+_INTS = {torch.int8, torch.int16, torch.int32, torch.int64, torch.uint8}
+# The message of the graph's assert on class indices (`check_indices` in backend/lowering.py).
+_INDEX_ASSERT = re.compile(
+    r"inputs? (.*?) (?:has|have|leads? to) a class index outside \[0, (\w+)\)"
+)
 
 
 class LossRuntime:
@@ -37,327 +37,210 @@ class LossRuntime:
 
     The concrete class provides `SPEC` (plain data describing the spec) and `_graph`
     (the lowered loss: `(*inputs, step, params) -> (loss, *terms, *weights, *metrics)`).
+    Params travel as one float64 vector, NaN where a param keeps its declared default
+    expression; they are kept on the host too, so changing one never reads the device.
     """
 
     SPEC: dict[str, Any]
     param_values: torch.Tensor
     _graph: Any
 
-    def _init_runtime(self, params: dict[str, Any] | None = None, compiled: bool = False) -> None:
-        # Kept on the host too, so that changing a param never reads the device back.
-        self._param_floats = [
-            math.nan if p["default"] is None else float(p["default"]) for p in self.SPEC["params"]
+    def _init_runtime(self, params: dict[str, Any] | None = None) -> None:
+        self._floats = [
+            math.nan if p["default"] is None else p["default"] for p in self.SPEC["params"]
         ]
-        self.register_buffer(  # type: ignore[attr-defined]
-            "param_values", torch.tensor(self._param_floats, dtype=torch.float64), persistent=False
-        )
-        self._compiled = compiled
-        if params:
-            self.set_params(**params)
-
-    # ---- params ---------------------------------------------------------------------
+        self.register_buffer("param_values", _float64(self._floats), persistent=False)  # type: ignore[attr-defined]
+        self.set_params(**(params or {}))
 
     def set_params(self, **values: Any) -> None:
         """Change params for every later call; never rebuilds nor recompiles."""
-        floats = self._updated_params(values)
-        if floats is not None:
-            self._param_floats = floats
-            self.param_values = self._param_tensor(floats)
+        self._floats = self._with(values)
+        self.param_values = _float64(self._floats, self.param_values.device)
 
-    def _param_tensor(self, floats: list[float]) -> torch.Tensor:
-        return torch.tensor(floats, dtype=torch.float64, device=self.param_values.device)
-
-    def _updated_params(self, values: dict[str, Any]) -> list[float] | None:
-        names = [p["name"] for p in self.SPEC["params"]]
-        updated = list(self._param_floats) if values else None
+    def _with(self, values: dict[str, Any]) -> list[float]:
+        floats, names = list(self._floats), [p["name"] for p in self.SPEC["params"]]
         for name, value in values.items():
-            if name in self.SPEC.get("choices", {}):
+            if name in self.SPEC["choices"]:
                 self._set_choice(name, value)
-                continue
-            if name not in names:
-                known = ", ".join(names + list(self.SPEC.get("choices", {}))) or "none"
+            elif name in names:
+                floats[names.index(name)] = _checked(self.SPEC["params"][names.index(name)], value)
+            else:
+                known = ", ".join(names + list(self.SPEC["choices"])) or "none"
                 raise InputError(
                     f"`{name}` is not a param of {self.SPEC['name']} (its params: {known})"
                 )
-            assert updated is not None
-            updated[names.index(name)] = self._checked_param(name, value)
-        return updated
-
-    def _checked_param(self, name: str, value: Any) -> float:
-        spec = next(p for p in self.SPEC["params"] if p["name"] == name)
-        if isinstance(value, torch.Tensor):
-            if value.numel() != 1:
-                raise InputError(
-                    f"param `{name}` takes a number, got a tensor of shape {tuple(value.shape)}"
-                )
-            value = value.item()
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            raise InputError(f"param `{name}` takes a number, got {value!r}")
-        value = float(value)
-        lo, hi, lo_closed, hi_closed = spec["range"]
-        inside = (
-            not math.isnan(value)
-            and (value >= lo if lo_closed else value > lo)
-            and (value <= hi if hi_closed else value < hi)
-        )
-        if not inside:
-            shown = f"{'[' if lo_closed else '('}{_num(lo)}, {_num(hi)}{']' if hi_closed else ')'}"
-            raise InputError(f"param `{name}` = {value!r} is outside its range {shown}")
-        return value
-
-    def _choice(self, name: str) -> Any:
-        return self.SPEC["choices"][name]["value"]
+        return floats
 
     def _set_choice(self, name: str, value: Any) -> None:
-        spec = self.SPEC["choices"][name]
-        if value == spec["value"]:
-            return
-        raise InputError(
-            f'`{name}` is a static choice fixed to "{spec["value"]}" when this '
-            f'module was built; build a new module with {name}="{value}"'
-        )
-
-    # ---- the call -------------------------------------------------------------------
+        fixed = self.SPEC["choices"][name]["value"]
+        if value != fixed:
+            raise InputError(
+                f'`{name}` is a static choice fixed to "{fixed}" when this module was built; '
+                f'build a new module with {name}="{value}"'
+            )
 
     def forward(
-        self, step: Any = 0, params: dict[str, Any] | None = None, **inputs: torch.Tensor
+        self, step: Any = 0, params: dict[str, Any] | None = None, **inputs: Any
     ) -> LossOutput:
-        tensors, dtype = self._bind_inputs(inputs)
-        device = next(
-            (t.device for t in tensors if isinstance(t, torch.Tensor)), self.param_values.device
-        )
-        step_tensor = self._step(step, dtype, device)
-        if self.param_values.dtype != torch.float64:  # `.to(dtype)` cast the buffer
-            self.param_values = self._param_tensor(self._param_floats)
-        vector = self.param_values
-        if params:
-            for name in params:
-                if name in self.SPEC.get("choices", {}) and params[name] != self._choice(name):
-                    raise InputError(
-                        f"`{name}` is a static choice: it is fixed when the module is built, "
-                        f"not for one call; use set_params({name}={params[name]!r}) or load "
-                        "the spec with it"
-                    )
-            floats = self._updated_params(params)
-            if floats is not None:
-                vector = self._param_tensor(floats)
-        if vector.device != device:
-            vector = self._moved_params(vector, device)
-        args = [*tensors, step_tensor]
+        tensors, sizes = self._bind(inputs)
+        device = tensors[0].device if tensors else self.param_values.device
+        args = [*tensors, self._step(step, self._compute_dtype(tensors), device)]
         if self.SPEC["params"]:
-            args.append(vector)
-        if self._compiled:
-            args = self._mark_dynamic(args)
+            args.append(self._params_on(device, params or {}))
         try:
-            outputs = self._graph(*args)
-        except RuntimeError as error:
-            # Sizes the checks above could not relate (e.g. `...` of one input against a
-            # named dim of another) meet inside the graph: say which inputs, not where.
-            shapes = ", ".join(
-                f"{spec['name']}: {tuple(t.shape)}"
-                for spec, t in zip(self.SPEC["inputs"], tensors, strict=True)
-            )
-            raise InputError(
-                f"{self.SPEC['name']}: the inputs do not fit together ({shapes}): {error}"
-            ) from error
-        return self._pack(outputs)
+            out = self._graph(*args)
+        except (RuntimeError, IndexError) as error:
+            raise self._call_error(error, tensors, sizes) from error
+        n, terms, metrics = len(self.SPEC["terms"]), self.SPEC["terms"], self.SPEC["metrics"]
+        return LossOutput(
+            out[0],
+            {name: t.detach() for name, t in zip(terms, out[1 : 1 + n], strict=True)},
+            {name: w.detach() for name, w in zip(terms, out[1 + n : 1 + 2 * n], strict=True)},
+            {name: m.detach() for name, m in zip(metrics, out[1 + 2 * n :], strict=True)},
+        )
 
-    def _moved_params(self, vector: torch.Tensor, device: torch.device) -> torch.Tensor:
-        """The params vector on the inputs' device, copied once per vector and device (not on
-        every call) when the module was left on another device than its inputs."""
-        cached = self.__dict__.get("_params_moved")
-        if cached is not None and cached[0] is vector and cached[1] == device:
-            return cached[2]
-        moved = vector.to(device)
-        if vector is self.param_values:  # a per-call `params=` vector is not kept
-            self.__dict__["_params_moved"] = (vector, device, moved)
-        return moved
+    def _params_on(self, device: torch.device, overrides: dict[str, Any]) -> torch.Tensor:
+        """This call's params vector on `device` (the module's own is moved once, not per call)."""
+        for name, value in overrides.items():
+            if name in self.SPEC["choices"] and value != self.SPEC["choices"][name]["value"]:
+                raise InputError(
+                    f"`{name}` is a static choice: it is fixed when the module is built, not for "
+                    f"one call; use set_params({name}={value!r}) or load the spec with it"
+                )
+        if overrides:
+            return _float64(self._with(overrides), device)
+        if self.param_values.dtype != torch.float64:  # `module.to(dtype)` cast the buffer
+            self.param_values = _float64(self._floats, self.param_values.device)
+        moved = self.__dict__.get("_moved_params")
+        if moved is None or moved[0] is not self.param_values or moved[1].device != device:
+            moved = (self.param_values, self.param_values.to(device))
+            self.__dict__["_moved_params"] = moved
+        return moved[1]
 
     def _step(self, step: Any, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
-        """`step` as a 0-d tensor; a number's tensor is kept while the number, dtype and device
-        stay the same, so a call with a fixed step creates (and on a GPU copies) nothing."""
+        """`step` as a 0-d tensor; a number's tensor is kept while it, the dtype and device stay."""
+        wrong = "`step` must be a number or a one-element tensor, got"
         if isinstance(step, torch.Tensor):
             if step.numel() != 1:
-                raise InputError(
-                    f"`step` must be a scalar, got a tensor of shape {tuple(step.shape)}"
-                )
+                raise InputError(f"{wrong} a tensor of shape {tuple(step.shape)}")
             return step.detach().reshape(()).to(device=device, dtype=dtype)
         if isinstance(step, bool) or not isinstance(step, int | float):
-            raise InputError(f"`step` must be a number or a 0-d tensor, got {step!r}")
-        key = (step, dtype, device)
-        cached = self.__dict__.get("_step_tensor")
-        if cached is not None and cached[0] == key:
-            return cached[1]
-        tensor = torch.tensor(step, dtype=dtype, device=device)
-        self.__dict__["_step_tensor"] = (key, tensor)
-        return tensor
+            raise InputError(f"{wrong} {step!r}")
+        if self.__dict__.get("_step_key") != (step, dtype, device):
+            self.__dict__["_step_key"] = (step, dtype, device)
+            self.__dict__["_step_tensor"] = torch.tensor(step, dtype=dtype, device=device)
+        return self.__dict__["_step_tensor"]
 
-    def _pack(self, outputs: tuple[torch.Tensor, ...]) -> LossOutput:
-        terms, metrics = self.SPEC["terms"], self.SPEC["metrics"]
-        n = len(terms)
-        loss = outputs[0]
-        term_values = outputs[1 : 1 + n]
-        weight_values = outputs[1 + n : 1 + 2 * n]
-        metric_values = outputs[1 + 2 * n :]
-        return LossOutput(
-            loss,
-            {name: t.detach() for name, t in zip(terms, term_values, strict=True)},
-            {name: w.detach() for name, w in zip(terms, weight_values, strict=True)},
-            {name: m.detach() for name, m in zip(metrics, metric_values, strict=True)},
+    def _call_error(
+        self, error: Exception, tensors: list[torch.Tensor], sizes: _Sizes
+    ) -> InputError:
+        """What went wrong inside the graph, in terms of the inputs."""
+        found = _INDEX_ASSERT.search(str(error))
+        if found:
+            names, dim = re.findall(r"`(\w+)`", found.group(1)), found.group(2)
+            text = f"{found.group(0)} with {sizes.describe([dim])}"
+            if " has " in found.group(0):  # the input is the index itself: show what is wrong
+                index = tensors[[s["name"] for s in self.SPEC["inputs"]].index(names[0])]
+                wrong = index[(index < 0) | (index >= sizes.size[dim])].unique()[:3].tolist()
+                text += f"; found {', '.join(map(str, wrong))}"
+            return InputError(text)
+        # Sizes the checks could not relate (`...` of one input against a named dim of another).
+        shapes = ", ".join(
+            f"{s['name']}: {tuple(t.shape)}"
+            for s, t in zip(self.SPEC["inputs"], tensors, strict=True)
         )
-
-    # ---- input checks ---------------------------------------------------------------
-
-    def _bind_inputs(self, given: dict[str, Any]) -> tuple[list[torch.Tensor], torch.dtype]:
-        specs = self.SPEC["inputs"]
-        names = [s["name"] for s in specs]
-        for name in given:
-            if name not in names:
-                raise InputError(
-                    f"{self.SPEC['name']} has no input `{name}` (its inputs: {', '.join(names)})"
-                )
-        missing = [s["name"] for s in specs if s["name"] not in given and s["default"] is None]
-        if missing:
-            raise InputError(
-                f"missing input{'s' if len(missing) > 1 else ''} "
-                f"`{'`, `'.join(missing)}` of {self.SPEC['name']}"
-            )
-        sizes: dict[str, int] = {}
-        bound_by: dict[str, str] = {}
-        leading: list[tuple[int, ...] | None] = [None]
-        bound: dict[str, torch.Tensor] = {}
-        for spec in specs:
-            if spec["name"] in given:
-                bound[spec["name"]] = self._check_input(
-                    spec, given[spec["name"]], sizes, bound_by, leading
-                )
-        dtype = self._compute_dtype(list(bound.values()))
-        tensors = []
-        for spec in specs:
-            tensor = bound.get(spec["name"])
-            if tensor is None:
-                tensor = self._default_input(spec, sizes, leading[0], dtype, bound)
-            tensors.append(tensor)
-        return tensors, dtype
-
-    def _check_input(
-        self,
-        spec: dict[str, Any],
-        value: Any,
-        sizes: dict[str, int],
-        bound_by: dict[str, str],
-        leading: list[tuple[int, ...] | None],
-    ) -> torch.Tensor:
-        name, dims = spec["name"], spec["dims"]
-        if not isinstance(value, torch.Tensor):
-            raise InputError(
-                f"input `{name}` expects a tensor {self._expected(spec, sizes, bound_by)}"
-                f", got {type(value).__name__}"
-            )
-        if not _dtype_matches(spec["dtype"], value.dtype):
-            raise InputError(
-                f"input `{name}` expects {self._expected(spec, sizes, bound_by)}, "
-                f"got {_describe(value)}"
-            )
-        explicit = [d for d in dims if d != "..."]
-        has_leading = bool(dims) and dims[0] == "..."
-        rank_ok = value.dim() >= len(explicit) if has_leading else value.dim() == len(explicit)
-        if not rank_ok:
-            raise InputError(
-                f"input `{name}` expects {self._expected(spec, sizes, bound_by)}, "
-                f"got {_describe(value)}"
-            )
-        shape = tuple(value.shape)
-        if has_leading:
-            prefix = shape[: len(shape) - len(explicit)]
-            if leading[0] is not None and prefix != leading[0]:
-                raise InputError(
-                    f"input `{name}` expects {self._expected(spec, sizes, bound_by)}"
-                    f" (... = {leading[0]}), got {_describe(value)}"
-                )
-            leading[0] = prefix
-        for dim, size in zip(explicit, shape[len(shape) - len(explicit) :], strict=True):
-            if isinstance(dim, int):
-                if dim != size:
-                    raise InputError(
-                        f"input `{name}` expects "
-                        f"{self._expected(spec, sizes, bound_by)}, got "
-                        f"{_describe(value)}"
-                    )
-            elif dim in sizes and sizes[dim] != size:
-                raise InputError(
-                    f"input `{name}` expects {self._expected(spec, sizes, bound_by)}"
-                    f", got {_describe(value)}"
-                )
-        for dim, size in zip(explicit, shape[len(shape) - len(explicit) :], strict=True):
-            if isinstance(dim, str) and dim not in sizes:
-                sizes[dim] = size
-                bound_by[dim] = name
-        if spec["dtype"] == "bool" and value.dtype != torch.bool:
-            value = value != 0
-        return value if spec["grad"] else value.detach()
-
-    def _expected(
-        self, spec: dict[str, Any], sizes: dict[str, int], bound_by: dict[str, str]
-    ) -> str:
-        dims = ", ".join(str(d) for d in spec["dims"])
-        known = [d for d in spec["dims"] if isinstance(d, str) and d in sizes]
-        text = f"{spec['dtype']}[{dims}]"
-        if known:
-            text += " with " + ", ".join(f"{d}={sizes[d]}" for d in known)
-            sources = sorted({bound_by[d] for d in known})
-            text += f" (bound by `{'`, `'.join(sources)}`)"
-        return text
-
-    def _default_input(
-        self,
-        spec: dict[str, Any],
-        sizes: dict[str, int],
-        leading: tuple[int, ...] | None,
-        dtype: torch.dtype,
-        bound: dict[str, torch.Tensor],
-    ) -> torch.Tensor:
-        shape: list[int] = []
-        for dim in spec["dims"]:
-            if dim == "...":
-                if leading is None:
-                    raise InputError(
-                        f"optional input `{spec['name']}` was not passed and its "
-                        "`...` dims are not bound by any other input"
-                    )
-                shape.extend(leading)
-            elif isinstance(dim, int):
-                shape.append(dim)
-            elif dim in sizes:
-                shape.append(sizes[dim])
-            else:
-                raise InputError(
-                    f"optional input `{spec['name']}` was not passed and dim {dim} "
-                    "is not bound by any other input; pass it explicitly"
-                )
-        kind = {"bool": torch.bool, "int": torch.int64}.get(spec["dtype"], dtype)
-        device = next((t.device for t in bound.values()), self.param_values.device)
-        return torch.full((), spec["default"], dtype=kind, device=device).expand(shape)
+        return InputError(
+            f"{self.SPEC['name']}: the inputs do not fit together ({shapes}): {error}"
+        )
 
     def _compute_dtype(self, tensors: list[torch.Tensor]) -> torch.dtype:
         """The widest floating dtype among the inputs, at least float32."""
-        floats = [t.dtype for t in tensors if isinstance(t, torch.Tensor) and t.is_floating_point()]
-        return torch.float64 if torch.float64 in floats else torch.float32
+        return torch.float64 if any(t.dtype == torch.float64 for t in tensors) else torch.float32
 
-    def _mark_dynamic(self, args: list[torch.Tensor]) -> list[torch.Tensor]:
-        """Named dims are dynamic from the first call; marks go on views, not the caller's
-        tensors (a mark sticks to the tensor)."""
-        marked = []
-        for spec, tensor in zip(self.SPEC["inputs"], args, strict=False):
-            view = tensor.view(tensor.shape)
-            explicit = [d for d in spec["dims"] if d != "..."]
-            first = view.dim() - len(explicit)
-            for axis in range(view.dim()):
-                dim = explicit[axis - first] if axis >= first else "..."
-                if isinstance(dim, str) and view.shape[axis] > 1 and view.stride(axis) != 0:
-                    torch._dynamo.maybe_mark_dynamic(view, axis)
-            marked.append(view)
-        return marked + args[len(marked) :]
+    def _bind(self, given: dict[str, Any]) -> tuple[list[torch.Tensor], _Sizes]:
+        specs, name = self.SPEC["inputs"], self.SPEC["name"]
+        names = [s["name"] for s in specs]
+        unknown = [n for n in given if n not in names]
+        if unknown:
+            raise InputError(f"{name} has no input `{unknown[0]}` (its inputs: {', '.join(names)})")
+        missing = [s["name"] for s in specs if s["name"] not in given and s["default"] is None]
+        if missing:
+            raise InputError(
+                f"missing input{'s' * (len(missing) > 1)} `{'`, `'.join(missing)}` of {name}"
+            )
+        sizes = _Sizes()
+        bound = {s["name"]: sizes.bind(s, given[s["name"]]) for s in specs if s["name"] in given}
+        dtype = self._compute_dtype(list(bound.values()))
+        device = next((t.device for t in bound.values()), self.param_values.device)
+        tensors = [
+            bound[s["name"]] if s["name"] in bound else sizes.default(s, dtype, device)
+            for s in specs
+        ]
+        return tensors, sizes
+
+
+class _Sizes:
+    """The sizes of the named dims (and of `...`) bound so far, and the input that bound each."""
+
+    def __init__(self) -> None:
+        self.size: dict[str, Any] = {}
+        self.source: dict[str, str] = {}
+
+    def bind(self, spec: dict[str, Any], value: Any) -> torch.Tensor:
+        name, dims = spec["name"], spec["dims"]
+        if not isinstance(value, torch.Tensor):
+            raise InputError(
+                f"input `{name}` expects a tensor {self.expected(spec)}, got {type(value).__name__}"
+            )
+        explicit = [d for d in dims if d != "..."]
+        lead = value.dim() - len(explicit) if "..." in dims else 0
+        wanted = [("...", tuple(value.shape[:lead]))] if "..." in dims else []
+        wanted += list(zip(explicit, value.shape[lead:], strict=False))
+        fits = (
+            _dtype_fits(spec["dtype"], value.dtype)
+            and lead >= 0
+            and value.dim() == lead + len(explicit)
+        )
+        if not fits or any(
+            self.size.get(d, n) != n if isinstance(d, str) else d != n for d, n in wanted
+        ):
+            lead_note = (
+                f" (... = {self.size['...']})" if "..." in dims and "..." in self.size else ""
+            )
+            raise InputError(
+                f"input `{name}` expects {self.expected(spec)}{lead_note}, got {_described(value)}"
+            )
+        for dim, n in wanted:
+            if isinstance(dim, str) and dim not in self.size:
+                self.size[dim], self.source[dim] = n, name
+        if spec["dtype"] == "bool" and value.dtype != torch.bool:
+            value = value != 0  # a float or int mask of 0s and 1s
+        return value if spec["grad"] else value.detach()
+
+    def default(
+        self, spec: dict[str, Any], dtype: torch.dtype, device: torch.device
+    ) -> torch.Tensor:
+        """An optional input that was not passed: its default, broadcast to the bound sizes."""
+        shape: list[int] = []
+        for dim in spec["dims"]:
+            if isinstance(dim, str) and dim not in self.size:
+                what = "its `...` dims are" if dim == "..." else f"dim {dim} is"
+                raise InputError(
+                    f"optional input `{spec['name']}` was not passed and {what} not bound by any "
+                    "other input; pass it explicitly"
+                )
+            shape += list(self.size[dim]) if dim == "..." else [self.size.get(dim, dim)]
+        kind = {"bool": torch.bool, "int": torch.int64}.get(spec["dtype"], dtype)
+        return torch.full((), spec["default"], dtype=kind, device=device).expand(shape)
+
+    def expected(self, spec: dict[str, Any]) -> str:
+        known = [d for d in spec["dims"] if isinstance(d, str) and d != "..." and d in self.size]
+        text = f"{spec['dtype']}[{', '.join(str(d) for d in spec['dims'])}]"
+        return f"{text} with {self.describe(known)}" if known else text
+
+    def describe(self, dims: list[str]) -> str:
+        sources = "`, `".join(sorted({self.source[d] for d in dims}))
+        return ", ".join(f"{d}={self.size[d]}" for d in dims) + f" (bound by `{sources}`)"
 
 
 def global_sum(x: torch.Tensor) -> torch.Tensor:
@@ -379,21 +262,46 @@ def world_size() -> int:
     return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
 
 
-def _dtype_matches(declared: str, dtype: torch.dtype) -> bool:
-    if declared == "float":
-        return dtype.is_floating_point
-    if declared in _EXACT_FLOATS:
-        return dtype == _EXACT_FLOATS[declared]
-    if declared == "int":
-        return dtype in _INTEGERS
-    return declared == "bool" and not dtype.is_complex  # 0/1 tensors of any dtype
+def _checked(spec: dict[str, Any], value: Any) -> float:
+    """A param's new value as a float, or an InputError naming the param and its range."""
+    if isinstance(value, torch.Tensor) and value.numel() == 1:
+        value = value.item()
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        shown = (
+            f"a tensor of shape {tuple(value.shape)}"
+            if isinstance(value, torch.Tensor)
+            else repr(value)
+        )
+        raise InputError(f"param `{spec['name']}` takes a number, got {shown}")
+    lo, hi, lo_closed, hi_closed = spec["range"]
+    value = float(value)
+    if not (
+        (lo <= value if lo_closed else lo < value) and (value <= hi if hi_closed else value < hi)
+    ):
+        shown = (
+            f"{'[' if lo_closed else '('}{_number(lo)}, {_number(hi)}{']' if hi_closed else ')'}"
+        )
+        raise InputError(f"param `{spec['name']}` = {value!r} is outside its range {shown}")
+    return value  # (NaN is outside every range: each comparison with it is false)
 
 
-def _describe(value: torch.Tensor) -> str:
+def _float64(values: list[float], device: Any = None) -> torch.Tensor:
+    return torch.tensor(values, dtype=torch.float64, device=device)
+
+
+def _dtype_fits(declared: str, dtype: torch.dtype) -> bool:
+    if declared in _FLOATS:
+        return dtype == _FLOATS[declared]
+    return {"float": dtype.is_floating_point, "int": dtype in _INTS}.get(
+        declared, not dtype.is_complex
+    )
+
+
+def _described(value: torch.Tensor) -> str:
     return f"{value.dtype} tensor of shape {tuple(value.shape)}"
 
 
-def _num(value: float) -> str:
+def _number(value: float) -> str:
     if math.isinf(value):
         return "inf" if value > 0 else "-inf"
     return str(int(value)) if float(value).is_integer() else repr(value)

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 import lossdsl
+from tests.support import CountingBackend, spec_inputs
 
 SPEC = """
 loss masked_policy
@@ -21,17 +23,6 @@ term policy  = -sum(min(ratio * advantages, clamp(ratio, 1 - clip, 1 + clip) * a
 term entropy = mean(entropy(logits, dim=V), where=mask)
 minimize policy - ent_coef * entropy
 """
-
-
-class CountingBackend:
-    """A torch.compile backend that runs the captured graph as is and counts captures."""
-
-    def __init__(self) -> None:
-        self.compilations = 0
-
-    def __call__(self, graph_module: torch.fx.GraphModule, example_inputs: list) -> object:
-        self.compilations += 1
-        return graph_module.forward
 
 
 def batch(b: int, t: int, v: int = 11) -> dict:
@@ -84,3 +75,98 @@ def test_one_compilation_per_rank_of_leading_dims(write_spec):
     for shape in [(2, 3), (4, 5), (2, 3, 4), (3, 5, 6), (6, 2)]:
         loss_fn(x=torch.randn(shape), y=torch.randn(shape))
     assert backend.compilations == 2  # rank 2 and rank 3
+
+
+# ---- one compilation per standard spec, across sizes, layouts, steps and params ----------
+
+
+def sliced(tensor: torch.Tensor) -> torch.Tensor:
+    """The same values as a view into a larger buffer: offset and not contiguous."""
+    buffer = torch.zeros([n + 2 for n in tensor.shape], dtype=tensor.dtype)
+    window = tuple(slice(1, 1 + n) for n in tensor.shape)
+    buffer[window] = tensor.detach()
+    return buffer.requires_grad_(tensor.requires_grad)[window]
+
+
+def expanded(tensor: torch.Tensor) -> torch.Tensor:
+    """A tensor of the same shape whose last dim is broadcast (stride 0)."""
+    if tensor.dim() == 0 or tensor.requires_grad:
+        return tensor
+    return tensor[..., :1].expand(tensor.shape)
+
+
+def fresh(tensor: torch.Tensor) -> torch.Tensor:
+    return tensor
+
+
+SIZES = {  # each named dim changes, and goes down to 1
+    "ppo": [
+        {"B": 4, "T": 6, "V": 10},
+        {"B": 3, "T": 6, "V": 10},
+        {"B": 3, "T": 9, "V": 10},
+        {"B": 3, "T": 9, "V": 17},
+        {"B": 1, "T": 1, "V": 5},
+    ],
+    "grpo": [{"B": 4, "T": 6}, {"B": 5, "T": 6}, {"B": 5, "T": 2}, {"B": 1, "T": 1}],
+    "cross_entropy": [
+        {"...": [4], "C": 10},
+        {"...": [9], "C": 10},
+        {"...": [9], "C": 3},
+        {"...": [1], "C": 1},
+    ],
+    "dpo": [{"B": 4}, {"B": 9}, {"B": 1}],
+}
+
+
+def optional(loss_fn) -> set[str]:
+    return {spec["name"] for spec in loss_fn.SPEC["inputs"] if spec["default"] is not None}
+
+
+def changing_params(loss_fn) -> list[str]:
+    """Numeric params whose range holds 0.1 to 0.3 (set to a new value at every call)."""
+    return [
+        p["name"]
+        for p in loss_fn.SPEC["params"]
+        if p["range"][0] <= 0.1 and p["range"][1] >= 0.3 and p["default"] is not None
+    ]
+
+
+@pytest.mark.parametrize("spec", sorted(SIZES))
+def test_standard_specs_compile_once_across_sizes_views_steps_and_params(spec):
+    backend = CountingBackend()
+    compiled = lossdsl.load(spec, compile=True, backend=backend)
+    eager = lossdsl.load(spec)
+    calls = 0
+    for sizes in SIZES[spec]:
+        for layout in (fresh, sliced, expanded):
+            x = {name: layout(t) for name, t in spec_inputs(eager, sizes, calls).items()}
+            if layout is expanded:  # optional inputs left out: their defaults are broadcast
+                x = {k: v for k, v in x.items() if k not in optional(eager)}
+            params = {name: 0.1 + 0.01 * calls for name in changing_params(eager)}
+            out = compiled(**x, step=17 * calls, params=params)
+            out.loss.backward()
+            expected = eager(**x, step=17 * calls, params=params)
+            torch.testing.assert_close(out.loss, expected.loss)
+            for name, metric in expected.metrics.items():
+                torch.testing.assert_close(out.metrics[name], metric)
+            calls += 1
+    assert backend.compilations == 1
+
+
+def test_compiled_inputs_are_copied_only_for_layouts_the_compiled_code_cannot_index():
+    from lossdsl.backend.compiled import _indexable
+
+    def indexable(strides):
+        """The last stride 1, the others at least 2 and strictly decreasing."""
+        pairs = zip(strides[:-1], strides[1:], strict=True)
+        return strides[-1] == 1 and all(a > b and a >= 2 for a, b in pairs)
+
+    big = torch.randn(6, 7, 9)
+    for tensor in [big, big[1:4, :-1, 2:], big[:, 0:1, :], torch.randn(1, 1, 5)]:
+        prepared = _indexable(tensor)
+        assert prepared.data_ptr() == tensor.data_ptr()  # the same memory: no copy
+        assert torch.equal(prepared, tensor) and indexable(prepared.stride())
+    for tensor in [torch.randn(5, 1).expand(5, 4), torch.randn(5, 1), big.transpose(0, 2)]:
+        prepared = _indexable(tensor)
+        assert prepared.data_ptr() != tensor.data_ptr()  # copied, into padded memory
+        assert torch.equal(prepared, tensor) and indexable(prepared.stride())

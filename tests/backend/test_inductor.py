@@ -41,6 +41,43 @@ def test_ppo_compiles_once_across_twenty_calls_with_new_t_steps_and_params():
     assert counters["stats"]["unique_graphs"] == 1
 
 
+def test_ppo_compiles_once_across_long_reductions_views_and_size_one_dims():
+    """Inductor's CPU code sums more than 4096 floats with a cascade helper and used to
+    guard on it (`4097 <= logits.size()[2]`, and on B·T for the token mean); a view used to
+    guard on contiguity. Sizes stay small: only a class dim or the token count is long."""
+    torch._dynamo.reset()
+    counters.clear()
+    compiled = lossdsl.load("ppo", compile=True)
+    eager = lossdsl.load("ppo")
+    big = ppo_batch(3, 2200, 4100)
+    shifted = {name: t[:2, :-1] if t.dim() == 2 else t[:2, :-1, :] for name, t in big.items()}
+    shifted["actions"] = shifted["actions"] % 7
+    for x in [
+        ppo_batch(2, 3, 8),
+        ppo_batch(2, 3, 4100),
+        ppo_batch(2, 2100, 3),
+        shifted,
+        ppo_batch(1, 1, 5),
+    ]:
+        out = compiled(**x)
+        out.loss.backward()
+        torch.testing.assert_close(out.loss, eager(**x).loss, rtol=1e-5, atol=1e-6)
+    assert counters["stats"]["unique_graphs"] == 1
+
+
+def test_a_class_index_out_of_range_is_an_input_error_under_inductor():
+    """Inductor's kernels check indices themselves, without naming the input; the module
+    then runs the uncompiled graph, whose assert does."""
+    loss_fn = lossdsl.load("cross_entropy", compile=True)
+    logits = torch.randn(4, 6)
+    with pytest.raises(lossdsl.InputError, match=r"input `target` leads to a class index"):
+        loss_fn(input=logits, target=torch.tensor([0, 6, 1, -100]))
+    out = loss_fn(input=logits, target=torch.tensor([0, 5, 1, -100]))
+    torch.testing.assert_close(
+        out.loss, torch.nn.functional.cross_entropy(logits, torch.tensor([0, 5, 1, -100]))
+    )
+
+
 def test_bf16_logits_are_upcast_inside_the_kernels_not_copied():
     """The cast to float32 sits inside the compiled graph, so Inductor fuses it into the
     kernels that read the logits: the forward allocates no full-size float32 buffer."""

@@ -99,3 +99,29 @@ def test_comparison_used_as_condition_and_as_number_stays_bool_for_where(write_s
     x = torch.tensor([0.0, 1.0, 0.25, 2.0], dtype=torch.float64, requires_grad=True)
     expected = torch.where(x < 0.5, x, 2 * x).mean() + (x < 0.5).double().mean()
     torch.testing.assert_close(loss_fn(x=x).loss, expected)
+
+
+def test_a_coefficient_of_zero_turns_off_an_infinite_value_in_terms_and_weights(write_spec):
+    """`param * x` and `weight * term` are 0 when the param or weight is 0, even where x or the
+    term is infinite (0·inf is NaN in IEEE arithmetic); gradients stay finite where the
+    switched-off value's own derivative is (as for a mean of log-probabilities)."""
+    loss_fn = lossdsl.load(
+        write_spec("""
+        loss switched
+        input x : float[N] grad
+        param w = 0.0 in [0, inf)
+        param v = 0.0 in [0, inf)
+        term fit     = mean(square(clamp(x, min=-10))) + w * sum(x)
+        term barrier = -sum(x)
+        minimize fit + v * barrier
+    """)
+    )
+    x = torch.tensor([-float("inf"), 2.0], requires_grad=True)
+    out = loss_fn(x=x)
+    assert out.loss.item() == 52.0 and out.terms["fit"].item() == 52.0
+    assert out.terms["barrier"].item() == float("inf")  # computed and reported, weight 0
+    out.loss.backward()
+    torch.testing.assert_close(x.grad, torch.tensor([0.0, 2.0]))
+    finite = torch.tensor([1.0, 2.0])
+    on = loss_fn(x=finite, params={"w": 0.5, "v": 0.25})
+    torch.testing.assert_close(on.loss, torch.tensor(2.5 + 0.5 * 3.0 - 0.25 * 3.0))

@@ -72,6 +72,26 @@ def test_cross_entropy_matches_torch(monkeypatch):
     torch.testing.assert_close(fused(**inputs).loss, expected, rtol=1e-12, atol=1e-12)
 
 
+@pytest.mark.parametrize("smoothing", [0.0, 0.3])
+def test_compiled_label_smoothing_takes_the_mean_of_logits_minus_a_shared_logsumexp(
+    monkeypatch, smoothing
+):
+    """Under compile, mean(log_softmax(x)) is mean(x) - logsumexp(x), the logsumexp shared
+    with the log_softmax: one pass fewer, the same values and gradients."""
+    from tests.support import CountingBackend
+
+    backend = CountingBackend()
+    params = {"label_smoothing": smoothing}
+    compiled = lossdsl.load("cross_entropy", params=params, compile=True, backend=backend)
+    code = compiled.code
+    assert code.count("torch.logsumexp(") == 1 and "log_softmax" not in code
+    assert "input_.mean(-1)" in code  # the mean reads the logits, not the log-probabilities
+    assert "torch.nn.functional.nll_loss(input_" in code or "input_.reshape(" in code
+    plain = unfused(monkeypatch, "cross_entropy", params=params)
+    assert_same(compiled, plain, "input", **cross_entropy_inputs((3, 5), 11, ignored=0.3))
+    assert backend.compilations == 1
+
+
 def test_shared_log_softmax_feeds_both_the_gather_and_the_entropy(write_spec, monkeypatch):
     text = """
         loss shared

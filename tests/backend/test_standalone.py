@@ -7,10 +7,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import torch
 
 import lossdsl
 from lossdsl.backend.standalone import standalone_source
+from lossdsl.resources import stdlib_index
 
 PROGRAM = """
 import json, sys
@@ -34,7 +36,12 @@ try:
     loss_fn(input=x, target=target.float())
 except ValueError as error:
     message = str(error)
+try:
+    loss_fn(input=x, target=torch.tensor([0, 1, 2, 3, 4, 5]))
+except ValueError as error:
+    index_message = str(error)
 print(json.dumps({{"loss": out.loss.item(), "grad": x.grad.tolist(), "error": message,
+                  "index_error": index_message,
                   "classes": [n for n, v in vars(sys.modules[{module!r}]).items()
                               if isinstance(v, type) and issubclass(v, torch.nn.Module)]}}))
 """
@@ -63,6 +70,9 @@ def test_standalone_module_matches_load_without_lossdsl_importable(tmp_path: Pat
     assert torch.equal(torch.tensor(standalone["grad"], dtype=torch.float64), x.grad)
     assert standalone["classes"] == ["CrossEntropy"]  # exactly one nn.Module class
     assert "input `target` expects int[...]" in standalone["error"]
+    assert standalone["index_error"] == (
+        "input `target` leads to a class index outside [0, C) with C=5 (bound by `input`)"
+    )
 
 
 def test_class_name_is_the_spec_name_in_camel_case(write_spec):
@@ -71,3 +81,58 @@ def test_class_name_is_the_spec_name_in_camel_case(write_spec):
     assert "\nclass GrpoH(LossRuntime, torch.nn.Module):" in source
     assert "class InputError(ValueError)" in source
     assert "class LossOutput(NamedTuple)" in source
+
+
+ROBUST = """
+loss robust
+\"\"\"Huber and L1 of one residual, weighted.\"\"\"
+input pred   : float[N] grad
+input target : float[N]
+input weight : float[N] = 1
+param delta = 1.0 in (0, inf)
+let r = pred - target
+let small = abs(r) < delta
+term huber = mean(where(small, 0.5 * square(r), delta * (abs(r) - 0.5 * delta)) * weight)
+term l1 = mean(abs(r))
+minimize huber + 0.1 * l1
+metric frac_small = mean(small)
+"""
+
+
+def loss_function(source: str) -> list[str]:
+    """The lines of the generated loss function (from its `def` to its `return`)."""
+    lines = source.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("def "))
+    end = next(i for i in range(start, len(lines)) if lines[i].startswith("    return "))
+    return lines[start : end + 1]
+
+
+def test_standalone_file_reads_as_the_loss_then_one_runtime_shared_by_every_spec(write_spec):
+    source = standalone_source(lossdsl.build_ir(str(write_spec(ROBUST))))
+    body = loss_function(source)
+    computed = [line.split(" = ", 1)[1] for line in body if " = " in line]
+    assert len(computed) == len(set(computed))  # nothing computed twice (|r| once, not twice)
+    assert sum("torch.abs(" in line for line in body) == 1
+    assert not any(line.rstrip().endswith("= None") for line in source.splitlines())
+    assert source.index("def robust_loss(") < source.index("class LossRuntime")
+
+    def runtime(text: str) -> str:
+        return text[text.index("# ---- the run-time contract") : text.rindex("\nclass ")]
+
+    other = standalone_source(lossdsl.build_ir("ppo"))
+    assert runtime(source) == runtime(other)  # the same text in every generated module
+    assert len(source.splitlines()) < 380  # (issue 14: 438 lines for a spec of this size)
+
+
+@pytest.mark.parametrize("name", sorted(stdlib_index()))
+def test_no_standard_loss_computes_a_value_twice(name):
+    """Shared sub-expressions, metrics reading what terms computed, conversions, masks and
+    detaches are each emitted once (a term's constant weight is its own output tensor)."""
+    body = loss_function(standalone_source(lossdsl.build_ir(name)))
+    computed = [
+        line.split(" = ", 1)[1]
+        for line in body
+        if " = " in line and not line.split(" = ", 1)[0].strip().endswith("_weight")
+    ]
+    repeated = {value for value in computed if computed.count(value) > 1}
+    assert not repeated

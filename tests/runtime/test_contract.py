@@ -260,6 +260,16 @@ def test_static_choice_is_chosen_at_load_and_rebuilt_by_set_params(write_spec):
         summed.set_params(reduction="max")
 
 
+def test_a_bad_static_choice_at_load_is_the_callers_input_error_as_in_set_params():
+    with pytest.raises(lossdsl.InputError) as error:
+        lossdsl.load("dpo", params={"loss_type": "nope"})
+    assert str(error.value).startswith("`loss_type` must be one of 'sigmoid', 'hinge', 'ipo'")
+    assert str(error.value).endswith("got 'nope'")
+    with pytest.raises(lossdsl.InputError, match="`loss_type` must be one of"):
+        lossdsl.load("dpo").set_params(loss_type="nope")
+    assert lossdsl.load("dpo", params={"loss_type": "ipo"}).choices == {"loss_type": "ipo"}
+
+
 def test_leading_dims_bind_once_for_every_input(write_spec):
     loss_fn = lossdsl.load(
         write_spec("""

@@ -1,0 +1,36 @@
+"""Helpers shared by tests: a counting torch.compile backend, inputs for any spec."""
+
+from __future__ import annotations
+
+import torch
+
+
+class CountingBackend:
+    """A torch.compile backend that runs the captured graph as is and counts captures."""
+
+    def __init__(self) -> None:
+        self.compilations = 0
+
+    def __call__(self, graph_module: torch.fx.GraphModule, example_inputs: list) -> object:
+        self.compilations += 1
+        return graph_module.forward
+
+
+def spec_inputs(loss_fn, sizes: dict, seed: int = 0) -> dict:
+    """Inputs for any spec from its declared dims (`sizes["..."]` is the leading shape);
+    class indices fall in [0, V) or [0, C), floats are valid log-probabilities."""
+    generator = torch.Generator().manual_seed(seed)
+    classes = max(sizes.get("V", sizes.get("C", 2)), 1)
+    values = {}
+    for spec in loss_fn.SPEC["inputs"]:
+        shape = []
+        for dim in spec["dims"]:
+            shape += sizes["..."] if dim == "..." else [sizes.get(dim, dim)]
+        if spec["dtype"] == "int":
+            tensor = torch.randint(0, classes, shape, generator=generator)
+        elif spec["dtype"] == "bool":
+            tensor = torch.rand(shape, generator=generator) > 0.3
+        else:
+            tensor = -torch.rand(shape, generator=generator) - 0.1
+        values[spec["name"]] = tensor.requires_grad_(spec["grad"])
+    return values
