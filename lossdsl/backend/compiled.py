@@ -40,8 +40,12 @@ class CompiledGraph:
         input_dims: Sequence[Sequence[Any]],
         backend: Any = "inductor",
         mode: str | None = None,
+        backed: frozenset[str] = frozenset(),
     ):
         self._eager = graph_module.forward
+        # Dims a matmul contracts stay backed symbols: the backward of a contraction over an
+        # unbacked dim guards on data-dependent sizes, which Dynamo cannot do.
+        self._backed = backed
         self._compiled = torch.compile(graph_module.forward, backend=backend, mode=mode)
         self._input_dims = [list(dims) for dims in input_dims]
         code = type(graph_module).forward.__code__
@@ -72,12 +76,19 @@ class CompiledGraph:
     def _marked(self, tensor: torch.Tensor, dims: list[Any]) -> torch.Tensor:
         alias = _Alias.apply(tensor) if tensor.requires_grad else tensor.detach()
         for axis, key in enumerate(_dim_keys(dims, alias.dim())):
-            if key is not None:
+            if key in self._backed:
+                torch._dynamo.maybe_mark_dynamic(alias, axis)
+            elif key is not None:
                 hint = self._hints.setdefault(key, alias.shape[axis])
                 torch._dynamo.decorators.mark_unbacked(
                     alias, axis, shape_id=key, hint_override=hint, min=1
                 )
         return alias
+
+
+def contracted(ir: Any) -> frozenset[str]:
+    """The dims some matmul of the spec contracts."""
+    return frozenset(n.attrs["dim"] for n in ir.nodes if n.op == "matmul")
 
 
 class CompiledCallFailed(Exception):

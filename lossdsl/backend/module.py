@@ -9,7 +9,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from lossdsl.backend.compiled import CompiledGraph
+from lossdsl.backend.compiled import CompiledGraph, contracted
 from lossdsl.backend.lowering import lower, readable_code
 from lossdsl.backend.metadata import spec_metadata
 from lossdsl.ir import SpecIR
@@ -67,7 +67,9 @@ class LossModule(LossRuntime, nn.Module):
                 graph = sliced
             elif compile:
                 input_dims = [spec["dims"] for spec in metadata["inputs"]]
-                graph = CompiledGraph(graph_module, input_dims, backend=backend, mode=mode)
+                graph = CompiledGraph(
+                    graph_module, input_dims, backend=backend, mode=mode, backed=contracted(ir)
+                )
             self._variants[key] = (ir, metadata, graph_module, graph)
         self.ir, self.SPEC, self.graph_module, graph = self._variants[key]
         # Not a submodule: the graph holds no state, and `graph_module` is registered.

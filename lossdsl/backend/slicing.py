@@ -29,6 +29,7 @@ from typing import Any
 import torch
 import torch.fx as fx
 
+from lossdsl.backend.compiled import CompiledGraph, contracted
 from lossdsl.backend.lowering import Value, _Lowering, _reduce_all_or, _reduction_parts
 from lossdsl.ir import SpecIR
 from lossdsl.ir.types import ELLIPSIS
@@ -152,13 +153,23 @@ class SlicedGraph:
             one_slice = _SliceLowering(self.ir).build(slice_feeds, accumulators)
             given = (*computed, *(a.node for a in accumulators))
             finish = _FinishLowering(self.ir).build(given)
-            parts = _Parts(level, feeds_graph, one_slice, finish, finish, computed, slice_feeds)
+            parts = _Parts(
+                level, feeds_graph, one_slice, finish, finish.forward, computed, slice_feeds
+            )
             parts.widths = [2 if a.combine == "mean" else 1 for a in accumulators]
             compile, backend, mode = self._compile
             if compile:
-                parts.feeds = torch.compile(feeds_graph, backend=backend, mode=mode, dynamic=True)
-                parts.one_slice = torch.compile(one_slice, backend=backend, mode=mode, dynamic=True)
-                parts.finish = torch.compile(finish, backend=backend, mode=mode, dynamic=True)
+                # Each graph as `compile=True` compiles the unsliced one (backend/compiled.py):
+                # every argument's named dims unbacked, so slices of any size, the last
+                # uneven one included, and new shapes use the same compiled code.
+                spec_args = [list(i.dims) for i in self.ir.inputs] + [[]]
+                spec_args += [[len(self.ir.params)]] if self.ir.params else []
+                dims_of = [list(self.ir.node(n).type.dims) for n in given]
+                slice_args = [[]] + [list(self.ir.node(n).type.dims) for n in slice_feeds]
+                backed = contracted(self.ir)
+                parts.feeds = CompiledGraph(feeds_graph, spec_args, backend, mode, backed)
+                parts.one_slice = CompiledGraph(one_slice, slice_args, backend, mode, backed)
+                parts.finish = CompiledGraph(finish, spec_args + dims_of, backend, mode, backed)
             self._parts[index] = parts
         return self._parts[index]
 

@@ -360,3 +360,16 @@ def test_sliced_ppo_runs_under_inductor() -> None:
         warnings.simplefilter("ignore")
         assert_same_run(reference, sliced, random_inputs(reference, torch.float32), 1e-5)
     assert math.isfinite(float(sliced(**random_inputs(reference, torch.float32)).loss.detach()))
+
+
+def test_an_unsliced_compiled_linear_head_compiles_once_across_row_counts() -> None:
+    """The backward of a contraction over an unbacked dim cannot be compiled; H stays backed."""
+    from torch._dynamo.utils import counters
+
+    torch._dynamo.reset()
+    counters.clear()
+    reference = lossdsl.load_text(HEAD)
+    compiled = lossdsl.load_text(HEAD, compile=True, backend="aot_eager")
+    for rows in (13, 11, 17):
+        assert_same_run(reference, compiled, head_inputs(torch.float32, rows=rows), 1e-5)
+    assert counters["stats"]["unique_graphs"] == 1
