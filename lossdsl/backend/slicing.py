@@ -37,7 +37,7 @@ from lossdsl.passes.slicing import Accumulator, Level, SlicePlan
 
 # `chunk="auto"`: rows per slice such that one [rows, width] float32 block of the widest
 # per-slice value (the logits of a slice) takes about this much memory.
-AUTO_SLICE_BYTES = 64 * 2**20
+AUTO_SLICE_BYTES = 16 * 2**20
 _INITIAL = {"sum": 0.0, "mean": 0.0, "max": -math.inf, "min": math.inf, "logsumexp": -math.inf}
 
 Key = Any  # a dim name, or ("...", i) for the i-th leading dim
@@ -113,6 +113,7 @@ class _Parts:
     finish_eager: fx.GraphModule
     computed_feeds: tuple[int, ...]  # feeds that are not inputs, in order
     slice_feeds: tuple[int, ...] = ()  # what the slice graph takes after `step`, in order
+    heads: tuple[int, ...] = ()  # linear heads among them: computed and differentiated here
     widths: list[int] = field(default_factory=list)  # partial results per accumulator
 
 
@@ -149,12 +150,13 @@ class SlicedGraph:
             computed = tuple(f for f in passed if self.ir.node(f).op != "input")
             accumulators = level.accumulators
             feeds_graph = _FeedsLowering(self.ir).build(computed)
-            slice_feeds = tuple(passed)
+            heads = tuple(n for n in level.per_slice if self.is_linear_head(n))
+            slice_feeds = (*passed, *heads)
             one_slice = _SliceLowering(self.ir).build(slice_feeds, accumulators)
             given = (*computed, *(a.node for a in accumulators))
             finish = _FinishLowering(self.ir).build(given)
             parts = _Parts(
-                level, feeds_graph, one_slice, finish, finish.forward, computed, slice_feeds
+                level, feeds_graph, one_slice, finish, finish.forward, computed, slice_feeds, heads
             )
             parts.widths = [2 if a.combine == "mean" else 1 for a in accumulators]
             compile, backend, mode = self._compile
@@ -172,6 +174,31 @@ class SlicedGraph:
                 parts.finish = CompiledGraph(finish, spec_args + dims_of, backend, mode, backed)
             self._parts[index] = parts
         return self._parts[index]
+
+    def is_linear_head(self, node_id: int) -> bool:
+        """`matmul(hidden, head, dim=H)` of a sliced input `[…, H]` and a whole one `[V, H]`.
+
+        Its slices are computed outside the slice graph (a linear layer of the slice's rows)
+        and so is their backward: the head's gradient is added into its float32 buffer by one
+        in-place matrix product per slice, with no `[V, H]` temporary; the slice's rows'
+        gradient is one product with the head."""
+        node = self.ir.node(node_id)
+        if node.op != "matmul":
+            return False
+        a, b = (self.ir.node(arg) for arg in node.args)
+        if a.op != "input" or b.op != "input":
+            return False
+        k = node.attrs["dim"]
+        a_dims, b_dims = a.type.dims, b.type.dims
+        return (
+            a.attrs["name"] in self.plan.sliced_inputs
+            and b.attrs["name"] not in self.plan.sliced_inputs
+            and len(b_dims) == 2
+            and b_dims[1] == k
+            and bool(a_dims)
+            and a_dims[-1] == k
+            and b_dims[0] not in a_dims
+        )
 
     # ---- calling ------------------------------------------------------------------------
 
@@ -374,7 +401,9 @@ class _SliceRun:
         self.grad_feeds = [
             f
             for f in self.feed_ids
-            if isinstance(values[f], torch.Tensor) and values[f].requires_grad
+            if f not in parts.heads
+            and isinstance(values[f], torch.Tensor)
+            and values[f].requires_grad
         ]
 
     def differentiable_feeds(self) -> list[torch.Tensor]:
@@ -386,16 +415,41 @@ class _SliceRun:
     # ---- per slice --------------------------------------------------------------------
 
     def slice_inputs(self, region: Region, with_grad: bool) -> tuple[list[Any], list[torch.Tensor]]:
-        inputs, leaves = [], []
+        """The slice graph's arguments for one slice, and the leaves to differentiate: the
+        cut feeds that carry gradient, then the outputs of linear heads that do."""
+        inputs, leaves, head_leaves = [], [], []
         for f in self.feed_ids:
-            value = _cut(self.values[f], self.dims(f), self.shapes, region)
-            if with_grad and f in self.grad_feeds:
-                value = value.detach().requires_grad_()
-                leaves.append(value)
-            elif isinstance(value, torch.Tensor):
-                value = value.detach()
+            if f in self.parts.heads:
+                value = self.head_output(f, region)
+                if with_grad and self.head_needs_grad(f):
+                    value = value.requires_grad_()
+                    head_leaves.append(value)
+            else:
+                value = _cut(self.values[f], self.dims(f), self.shapes, region)
+                if with_grad and f in self.grad_feeds:
+                    value = value.detach().requires_grad_()
+                    leaves.append(value)
+                elif isinstance(value, torch.Tensor):
+                    value = value.detach()
             inputs.append(value)
-        return inputs, leaves
+        return inputs, leaves + head_leaves
+
+    def head_operands(self, node_id: int, region: Region) -> tuple[torch.Tensor, torch.Tensor]:
+        a, b = self.ir.node(node_id).args
+        return _cut(self.values[a], self.dims(a), self.shapes, region).detach(), self.values[
+            b
+        ].detach()
+
+    def head_output(self, node_id: int, region: Region) -> torch.Tensor:
+        """A slice of `matmul(hidden, head)`, as the lowering computes it: in the operands'
+        dtype when they share one (upcast after), else in the compute dtype."""
+        rows, head = self.head_operands(node_id, region)
+        if rows.dtype != head.dtype:
+            rows, head = rows.to(self.step.dtype), head.to(self.step.dtype)
+        return torch.nn.functional.linear(rows, head).to(self.step.dtype)
+
+    def head_needs_grad(self, node_id: int) -> bool:
+        return any(a in self.grad_feeds for a in self.ir.node(node_id).args)
 
     def partials(self, inputs: list[Any]) -> list[list[torch.Tensor]]:
         flat = list(self.parts.one_slice(self.step, *inputs))
@@ -499,17 +553,43 @@ class _SliceRun:
         if not outputs or not leaves:
             return
         found = torch.autograd.grad(outputs, leaves, grads_out, allow_unused=True)
-        for f, buffer, grad in zip(self.grad_feeds, gradients, found, strict=True):
-            if grad is None:
-                continue
-            index = tuple(
-                region.get(k, slice(None)) if k is not None else slice(None)
-                for k in self.shapes.axes(self.dims(f))
-            )
-            if buffer.dim() == 0:
-                buffer += grad.to(buffer.dtype)
-            else:
-                buffer[index] += grad.to(buffer.dtype)
+        feeds = len(self.grad_feeds)
+        for f, buffer, grad in zip(self.grad_feeds, gradients, found[:feeds], strict=True):
+            if grad is not None:
+                self.add_gradient(f, buffer, grad, region)
+        heads = [h for h in self.parts.heads if self.head_needs_grad(h)]
+        for head, grad in zip(heads, found[feeds:], strict=True):
+            if grad is not None:
+                self.head_backward(head, grad, region, gradients)
+
+    def add_gradient(
+        self, node_id: int, buffer: torch.Tensor, grad: torch.Tensor, region: Region
+    ) -> None:
+        index = tuple(
+            region.get(k, slice(None)) if k is not None else slice(None)
+            for k in self.shapes.axes(self.dims(node_id))
+        )
+        if buffer.dim() == 0:
+            buffer += grad.to(buffer.dtype)
+        else:
+            buffer[index] += grad.to(buffer.dtype)
+
+    def head_backward(
+        self, node_id: int, grad: torch.Tensor, region: Region, gradients: list[torch.Tensor]
+    ) -> None:
+        """The gradients of `linear(rows, head)` from the gradient of its slice: the rows'
+        is `grad · head`; the head's, `gradᵀ · rows`, added into its buffer in place."""
+        a, b = self.ir.node(node_id).args
+        rows, head = self.head_operands(node_id, region)
+        buffers = dict(zip(self.grad_feeds, gradients, strict=True))
+        if a in buffers:
+            low = grad.to(head.dtype) if head.dtype != rows.dtype else grad.to(head.dtype)
+            self.add_gradient(a, buffers[a], torch.matmul(low, head), region)
+        if b in buffers:
+            whole = buffers[b]
+            flat_grad = grad.reshape(-1, grad.shape[-1]).to(whole.dtype)
+            flat_rows = rows.reshape(-1, rows.shape[-1]).to(whole.dtype)
+            whole.addmm_(flat_grad.T, flat_rows)
 
 
 def _combine(how: str, whole: torch.Tensor, part: torch.Tensor) -> torch.Tensor:
