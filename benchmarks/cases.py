@@ -149,12 +149,6 @@ def make_grpo(size: dict[str, int], device: str) -> Inputs:
     }
 
 
-def grpo_spec_inputs(inputs: Inputs) -> Inputs:
-    """specs/rl/grpo.loss takes per-token log-probs: log_softmax + gather run in eager torch."""
-    spec_inputs = {name: t for name, t in inputs.items() if name not in ("logits", "actions")}
-    return {"logp": token_logprobs(inputs["logits"], inputs["actions"]), **spec_inputs}
-
-
 def hand_grpo(
     logits: Tensor,
     actions: Tensor,
@@ -295,7 +289,6 @@ CASES: dict[str, Case] = {
             make_inputs=make_grpo,
             hand=hand_grpo,
             sizes={"full": VOCAB_FULL, "gpu": VOCAB_GPU, "quick": VOCAB_QUICK},
-            spec_inputs=grpo_spec_inputs,
             spec_params={"agg": "seq_mean_token_mean", "kl_coef": GRPO_KL_COEF},
         ),
         Case(

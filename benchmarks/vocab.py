@@ -344,7 +344,10 @@ def measure_in_subprocess(case: str, row: Row, settings: argparse.Namespace) -> 
         str(settings.warmup),
     ]
     print(f"  memory {case} / {row.variant}", file=sys.stderr, flush=True)
-    done = subprocess.run(command, capture_output=True, text=True, timeout=3600)
+    # glibc keeps freed blocks for reuse, so a peak made of blocks freed during warm-up would
+    # not raise the resident set: blocks of 64 KiB and more are mapped and unmapped instead.
+    env = os.environ | {"MALLOC_MMAP_THRESHOLD_": "65536", "MALLOC_TRIM_THRESHOLD_": "0"}
+    done = subprocess.run(command, capture_output=True, text=True, timeout=3600, env=env)
     if done.returncode != 0:
         row.memory_method = f"failed: {done.stderr.strip().splitlines()[-1:]}"
         return

@@ -627,7 +627,13 @@ def _logsumexp(low: _Lowering, node: Node, args: list[Value]) -> Value:
     dim = options.get("dim", tuple(range(-len(low.dims_of(node)), 0)) or ())
     if not dim:
         return x
-    return torch.logsumexp(x, dim=dim, keepdim=bool(options.get("keepdim", False)))
+    keepdim = bool(options.get("keepdim", False))
+    if mask is None and len(dim) == 1 and isinstance(x, fx.Proxy):
+        # The one a log_softmax of the same logits uses: a z-loss beside a cross entropy
+        # (logsumexp squared) then costs no pass of its own over the vocabulary.
+        shared = low.logsumexp(x, dim[0])
+        return shared.unsqueeze(dim[0]) if keepdim else shared
+    return torch.logsumexp(x, dim=dim, keepdim=keepdim)
 
 
 def _spread(root: bool) -> Lowering:

@@ -72,16 +72,37 @@ def test_cross_entropy_matches_torch(monkeypatch):
     torch.testing.assert_close(fused(**inputs).loss, expected, rtol=1e-12, atol=1e-12)
 
 
+@pytest.mark.parametrize("z_loss", [1e-4, 0.5])
+def test_cross_entropy_z_loss_adds_the_squared_logsumexp_of_valid_rows(z_loss):
+    """PaLM's z-loss: z * logsumexp(x)^2 per valid row, averaged with the cross entropy."""
+    inputs = cross_entropy_inputs((9,), 13, ignored=0.3)
+    module = lossdsl.load("cross_entropy", params={"label_smoothing": 0.1, "z_loss": z_loss})
+    out, grad = values_and_grads(module, "input", **inputs)
+    logits = inputs["input"].clone().requires_grad_(True)
+    valid = inputs["target"] != -100
+    expected = (
+        torch.nn.functional.cross_entropy(
+            logits, inputs["target"], ignore_index=-100, label_smoothing=0.1
+        )
+        + z_loss * (torch.logsumexp(logits, -1)[valid] ** 2).mean()
+    )
+    expected.backward()
+    torch.testing.assert_close(out.loss, expected, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(grad, logits.grad, rtol=1e-12, atol=1e-12)
+    penalty = z_loss * (torch.logsumexp(inputs["input"], -1)[valid] ** 2).mean()
+    torch.testing.assert_close(out.terms["z_penalty"], penalty, rtol=1e-12, atol=1e-12)
+
+
 @pytest.mark.parametrize("smoothing", [0.0, 0.3])
 def test_compiled_label_smoothing_takes_the_mean_of_logits_minus_a_shared_logsumexp(
     monkeypatch, smoothing
 ):
     """Under compile, mean(log_softmax(x)) is mean(x) - logsumexp(x), the logsumexp shared
-    with the log_softmax: one pass fewer, the same values and gradients."""
+    with the log_softmax and the z-loss: passes fewer, the same values and gradients."""
     from tests.support import CountingBackend
 
     backend = CountingBackend()
-    params = {"label_smoothing": smoothing}
+    params = {"label_smoothing": smoothing, "z_loss": 1e-3}
     compiled = lossdsl.load("cross_entropy", params=params, compile=True, backend=backend)
     code = compiled.code
     assert code.count("torch.logsumexp(") == 1 and "log_softmax" not in code
