@@ -5,6 +5,7 @@ linear head, lossdsl sliced and unsliced against the fused-linear losses people 
     python benchmarks/vocab.py --dtype bf16     # bf16 hidden states and head
     python benchmarks/vocab.py --llm --device cuda   # N=16384, H=4096, V=128256, bf16 (a GPU)
     python benchmarks/vocab.py --quick          # tiny sizes: a smoke test of every variant
+    python benchmarks/vocab.py --spread RUN1.json RUN2.json   # min-max over runs, per figure
 
 Per case, every variant runs forward + backward on the same inputs: a few warm-up calls (the
 first compiles), then `--rounds` interleaved rounds, each variant going first in turn; the
@@ -385,6 +386,45 @@ def print_table(case: str, rows: list[Row]) -> None:
         )
 
 
+def ratios(rows: list[dict]) -> dict[str, tuple[float | None, float | None]]:
+    """Per variant: its median over the fastest anchor's and over unsliced compiled lossdsl's,
+    both from the same run."""
+    medians = {r["variant"]: r["median_s"] for r in rows if r["median_s"]}
+    anchors = [m for name, m in medians.items() if not name.startswith("lossdsl")]
+    fastest, unsliced = min(anchors, default=None), medians.get("lossdsl unsliced compiled")
+    return {
+        name: (m / fastest if fastest else None, m / unsliced if unsliced else None)
+        for name, m in medians.items()
+    }
+
+
+def spread_tables(paths: list[Path]) -> None:
+    """The min-max over several runs' JSON of each figure, as docs/performance.md shows it."""
+    from spread import spread  # benchmarks/spread.py, beside this file
+
+    runs = [json.loads(path.read_text()) for path in paths]
+    for run in runs:
+        print(f"load average: start {run.get('load_before', '?')}, end {run.get('load_after')}")
+    for case in runs[0]["cases"]:
+        print(f"\n{case}\n")
+        print("| variant | median s | x fastest anchor | x unsliced compiled | extra MiB |")
+        print("|---|---|---|---|---|")
+        per_run = [{r["variant"]: r for r in run["cases"][case]} for run in runs]
+        run_ratios = [ratios(run["cases"][case]) for run in runs]
+        for variant, first in per_run[0].items():
+            rows = [run.get(variant, {}) for run in per_run]
+            if not first.get("median_s"):
+                print(f"| {variant} | {first['status']} | | | |")
+                continue
+            cells = [
+                spread([r.get("median_s") for r in rows], 2),
+                spread([rr.get(variant, (None, None))[0] for rr in run_ratios], 2),
+                spread([rr.get(variant, (None, None))[1] for rr in run_ratios], 2),
+                spread([r.get("extra_mib") for r in rows], 0),
+            ]
+            print(f"| {variant} | " + " | ".join(cells) + " |")
+
+
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawTextHelpFormatter
@@ -399,6 +439,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--no-memory", dest="memory", action="store_false")
     parser.add_argument("--json", type=Path, default=Path("benchmarks/results/vocab.json"))
+    parser.add_argument(
+        "--spread", nargs="+", type=Path, metavar="RUN.json", help="tables of several runs"
+    )
     parser.add_argument(
         "--measure-memory", nargs=2, metavar=("CASE", "VARIANT"), help=argparse.SUPPRESS
     )
@@ -415,13 +458,20 @@ def main() -> None:
     if settings.measure_memory:
         print(json.dumps(measure_memory(*settings.measure_memory, settings)))
         return
+    if settings.spread:
+        spread_tables(settings.spread)
+        return
     load = os.getloadavg()
     print(
         f"machine: {os.cpu_count()} CPUs, torch {torch.__version__}, device {settings.device}, "
         f"load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}; sizes {settings.size} "
         f"{asdict(SIZES[settings.size])}, {settings.dtype}, {settings.rounds} rounds"
     )
-    report = {"settings": vars(settings) | {"json": str(settings.json)}, "cases": {}}
+    report = {
+        "settings": vars(settings) | {"json": str(settings.json)},
+        "cases": {},
+        "load_before": load,
+    }
     for case in settings.case or ["cross_entropy", "grpo", "dpo"]:
         rows = time_case(case, settings)
         print_table(case, rows)
