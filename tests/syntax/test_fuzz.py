@@ -8,8 +8,12 @@ points inside the text it was given.
 from __future__ import annotations
 
 import os
+import random
 import re
+import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -60,15 +64,15 @@ def tokens(text: str) -> list[str]:
     return TOKEN.findall(text)
 
 
-@st.composite
-def mutated_spec(draw: st.DrawFn) -> tuple[Path, str]:
-    path = draw(st.sampled_from(SPECS))
-    pieces = tokens(TEXTS[path])
-    for _ in range(draw(st.integers(1, 4))):
+def mutate(text: str, integer: Callable[[int, int], int], pick: Callable[[list], Any]) -> str:
+    """Up to four token-level edits of `text`, chosen by `integer(lo, hi)` and `pick(options)`
+    (hypothesis's draws, or a seeded `random.Random`)."""
+    pieces = tokens(text)
+    for _ in range(integer(1, 4)):
         if not pieces:
             break
-        i = draw(st.integers(0, len(pieces) - 1))
-        how = draw(st.sampled_from(["delete", "duplicate", "swap", "insert", "char", "cut"]))
+        i = integer(0, len(pieces) - 1)
+        how = pick(["delete", "duplicate", "swap", "insert", "char", "cut"])
         if how == "delete":
             del pieces[i]
         elif how == "duplicate":
@@ -76,14 +80,43 @@ def mutated_spec(draw: st.DrawFn) -> tuple[Path, str]:
         elif how == "swap" and i + 1 < len(pieces):
             pieces[i], pieces[i + 1] = pieces[i + 1], pieces[i]
         elif how == "insert":
-            pieces.insert(i, draw(st.sampled_from(PUNCTUATION + [f" {w} " for w in WORDS])))
+            pieces.insert(i, pick(PUNCTUATION + [f" {w} " for w in WORDS]))
         elif how == "char" and pieces[i]:
             piece = pieces[i]
-            j = draw(st.integers(0, len(piece) - 1))
-            pieces[i] = piece[:j] + draw(st.sampled_from(PUNCTUATION)) + piece[j + 1 :]
+            j = integer(0, len(piece) - 1)
+            pieces[i] = piece[:j] + pick(PUNCTUATION) + piece[j + 1 :]
         elif how == "cut":
             pieces = pieces[:i]
-    return path, "".join(pieces)
+    return "".join(pieces)
+
+
+@st.composite
+def mutated_spec(draw: st.DrawFn) -> tuple[Path, str]:
+    path = draw(st.sampled_from(SPECS))
+    text = mutate(
+        TEXTS[path],
+        lambda lo, hi: draw(st.integers(lo, hi)),
+        lambda options: draw(st.sampled_from(options)),
+    )
+    return path, text
+
+
+SEEDED_MUTATIONS = 300
+SLOWEST_CHECK_S = 10.0
+
+
+def test_300_seeded_mutations_of_the_standard_library_give_diagnostics_quickly() -> None:
+    """The same 300 mutants every run (hypothesis's examples vary): each ends in diagnostics,
+    never an exception, and none takes 10 s to check."""
+    rng = random.Random(20261129)
+    slowest = (0.0, "")
+    for n in range(SEEDED_MUTATIONS):
+        path = SPECS[n % len(SPECS)]
+        text = mutate(TEXTS[path], rng.randint, rng.choice)
+        start = time.perf_counter()
+        check_never_crashes(text, path.parent)
+        slowest = max(slowest, (time.perf_counter() - start, text))
+    assert slowest[0] < SLOWEST_CHECK_S, slowest
 
 
 @FUZZ
