@@ -26,3 +26,25 @@ def write_spec(tmp_path: Path) -> Callable[..., Path]:
         return path
 
     return write
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--device",
+        default="cpu",
+        help="where tests/test_device.py runs the standard specs (cpu, cuda, cuda:1, …)",
+    )
+
+
+@pytest.fixture(scope="session")
+def device(pytestconfig: pytest.Config) -> str:
+    """The device `--device` names; asking for one this machine lacks fails every test that
+    uses it (a GPU run that silently ran on the CPU would report nothing)."""
+    import torch
+
+    name = pytestconfig.getoption("--device")
+    try:
+        torch.empty(0, device=name)
+    except (RuntimeError, AssertionError) as error:
+        pytest.fail(f"--device {name}: {error}", pytrace=False)
+    return name

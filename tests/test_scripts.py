@@ -99,5 +99,22 @@ def test_demo_does_not_announce_compilation_when_eager(
     assert "compil" not in capsys.readouterr().out.replace("(compiled)", "")
 
 
+def test_gpu_sh_stops_at_once_without_a_cuda_device(tmp_path: Path) -> None:
+    """scripts/gpu.sh on a machine without CUDA says so and fails before running anything."""
+    if importlib.util.find_spec("torch") and __import__("torch").cuda.is_available():
+        pytest.skip("this machine has a CUDA device: gpu.sh would run in full")
+    result = subprocess.run(
+        ["bash", str(ROOT / "scripts" / "gpu.sh"), str(tmp_path / "out")],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "LOSSDSL_PYTHON": sys.executable},
+        timeout=120,
+    )
+    assert result.returncode == 1
+    assert "no CUDA device" in result.stderr
+    assert list((tmp_path / "out").iterdir()) == []  # no test and no benchmark ran
+
+
 if sys.platform == "win32":  # pragma: no cover - the scripts are bash
     pytestmark = pytest.mark.skip("bash scripts")
