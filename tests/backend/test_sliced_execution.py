@@ -373,3 +373,18 @@ def test_an_unsliced_compiled_linear_head_compiles_once_across_row_counts() -> N
     for rows in (13, 11, 17):
         assert_same_run(reference, compiled, head_inputs(torch.float32, rows=rows), 1e-5)
     assert counters["stats"]["unique_graphs"] == 1
+
+
+def test_a_second_backward_through_one_sliced_call_is_an_error_not_doubled_gradients() -> None:
+    """The slices' gradients are scaled in place in the backward (no copy of the head's
+    gradient); a second backward would scale them again, so it is refused."""
+    sliced = lossdsl.load_text(HEAD, chunk=4)
+    inputs = head_inputs()
+    loss = sliced(**inputs).loss
+    loss.backward(retain_graph=True)
+    first = inputs["head"].grad.clone()
+    with pytest.raises(RuntimeError, match="runs once"):
+        loss.backward()
+    again = head_inputs()
+    sliced(**again).loss.backward()  # a new call differentiates as the first did
+    torch.testing.assert_close(again["head"].grad, first)
