@@ -149,6 +149,7 @@ class LossRuntime:
         n, terms, metrics = len(self.SPEC["terms"]), self.SPEC["terms"], self.SPEC["metrics"]
         reported = self.SPEC.get("reported", [])
         at = 1 + 2 * n + len(metrics)
+        values = out[at : at + len(reported)]
         if self.SPEC.get("states") and len(out) > at + len(reported):
             self._keep_states(out[at + len(reported)])
         return LossOutput(
@@ -156,7 +157,7 @@ class LossRuntime:
             {name: t.detach() for name, t in zip(terms, out[1 : 1 + n], strict=True)},
             {name: w.detach() for name, w in zip(terms, out[1 + n : 1 + 2 * n], strict=True)},
             {name: m.detach() for name, m in zip(metrics, out[1 + 2 * n : at], strict=True)},
-            {name: v.detach() for name, v in zip(reported, out[at : at + len(reported)], strict=True)},
+            {name: v.detach() for name, v in zip(reported, values, strict=True)},
         )
 
     def _params_on(self, device: torch.device, overrides: dict[str, Any]) -> torch.Tensor:
