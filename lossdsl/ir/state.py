@@ -134,9 +134,7 @@ class States:
         if spec is None or rng is None:
             return spec
         if isinstance(spec.lo, str) or isinstance(spec.hi, str):
-            self.graph.error(
-                "E204", f"the range of {what} takes numbers, not dims", rng.span
-            )
+            self.graph.error("E204", f"the range of {what} takes numbers, not dims", rng.span)
             return None
         return spec
 

@@ -18,8 +18,7 @@ def prove_properties(ir: SpecIR) -> tuple[SpecIR, list[Diagnostic]]:
     properties: dict[str, dict[str, str]] = {}
     diagnostics: list[Diagnostic] = []
     grads = ", ".join(
-        [f"`{i.name}`" for i in ir.inputs if i.grad]
-        + [f"learned `{p.name}`" for p in ir.learned]
+        [f"`{i.name}`" for i in ir.inputs if i.grad] + [f"learned `{p.name}`" for p in ir.learned]
     )
     grads = grads or "none declared"
     # Where a weight carries gradient, boundedness is a property of the objective as a whole.

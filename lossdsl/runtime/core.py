@@ -68,17 +68,18 @@ class LossRuntime:
     state_values: torch.Tensor
     _graph: Any
 
-    def _init_runtime(self, params: dict[str, Any] | None = None) -> None:
+    def _init_runtime(self, params: dict[str, Any] | None = None, adaptive: bool = True) -> None:
+        """`adaptive=False`: the graph holds its learned params and states itself."""
         self._floats = [
             math.nan if p["default"] is None else p["default"] for p in self.SPEC["params"]
         ]
         self.register_buffer("param_values", _float64(self._floats), persistent=False)  # type: ignore[attr-defined]
-        learned = self.SPEC.get("learned", [])
+        learned = self.SPEC.get("learned", []) if adaptive else []
         if learned:
             self.learned = torch.nn.ParameterDict(
                 {p["name"]: torch.nn.Parameter(torch.tensor(float(p["init"]))) for p in learned}
             )
-        if self.SPEC.get("states"):
+        if self.SPEC.get("states") and adaptive:
             fresh = _float64([math.nan] * len(self.SPEC["states"]))
             self.register_buffer("state_values", fresh)  # type: ignore[attr-defined]
         self.set_params(**(params or {}))
