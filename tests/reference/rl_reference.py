@@ -192,6 +192,12 @@ def ppo(
     ent_coef=None,
     agg="token_mean",
     step=0,
+    ref_logp=None,
+    kl_coef=0.0,
+    kl_type="k3",
+    kl_ctl="fixed",
+    kl_target=6.0,
+    kl_horizon=10000,
 ):
     """PPO clipped surrogate + clipped value loss + entropy bonus, token level.
 
@@ -200,9 +206,13 @@ def ppo(
     dual clip (Ye et al. 2020, arXiv:1912.09729 Eq. 5): where A < 0,
     pg = min(pg, -A·c)), `compute_value_loss` (0.5 · agg(max((v-R)², (clip(v, v_old±ε_v)-R)²))),
     `compute_entropy_loss` (agg of token entropy); `agg_loss` for every term.
-    Total = pg + vf_coef·vf - ent_coef·entropy (verl dp_actor / critic).
+    Total = pg + vf_coef·vf - ent_coef·entropy (verl dp_actor / critic), plus
+    kl_coef·agg(kl estimate against `ref_logp`, 0 when not given), as `grpo` adds it
+    (fixed β; `adaptive_kl_beta` below is the adaptive controller's sequence of β).
     ent_coef default: linear(0.01, 0.0, steps=10000) of `step`.
     """
+    assert kl_ctl == "fixed", "the adaptive β depends on the calls before: adaptive_kl_beta"
+    del kl_target, kl_horizon
     if ent_coef is None:
         ent_coef = linear_schedule(0.01, 0.0, 10000, step)
     logp_all = torch.log_softmax(logits, dim=-1)
@@ -226,11 +236,18 @@ def ppo(
     tok_entropy = -(probs * logp_all).sum(-1)
     entropy = agg_loss(tok_entropy, mask, agg)
 
+    if ref_logp is None:
+        ref_logp = torch.zeros_like(logp)
+    kl_tok = kl_estimate(logp, ref_logp, kl_type)
+    kl = agg_loss(kl_tok, mask, agg)
+
     out = {
-        "loss": policy + vf_coef * value - ent_coef * entropy,
+        "loss": policy + vf_coef * value - ent_coef * entropy + kl_coef * kl,
         "policy": policy,
         "value": value,
         "entropy": entropy,
+        "kl": kl,
+        "kl_per_seq": sequence_kl(kl_tok, mask),
     }
     out.update(_clip_metrics(ratio, advantages, mask, clip_low, clip_high, lr))
     dual = (clip_loss > pg3) & (advantages < 0)
@@ -241,6 +258,25 @@ def ppo(
     )
     out["vf_clip_frac"] = masked_mean((vf2 > vf1).to(ratio.dtype), mask)
     return out
+
+
+def sequence_kl(kl_tok: Tensor, mask: Tensor) -> Tensor:
+    """TRL's `mean_kl` (PPOTrainer before v0.12, `step`): each sequence's summed KL
+    estimate over its tokens, averaged over the batch's sequences."""
+    return (kl_tok * mask).sum(-1).mean()
+
+
+def adaptive_kl_beta(beta: float, kls: list[float], n: int, target: float, horizon: float):
+    """The adaptive KL controller's β after each call (Ziegler et al. 2019,
+    arXiv:1909.08593 §2.2; TRL `AdaptiveKLController.update`, OpenRLHF
+    `AdaptiveKLController.update`): e = clip(KL / target - 1, -0.2, 0.2),
+    β ← β · (1 + e · n / horizon)."""
+    betas = []
+    for kl in kls:
+        error = min(max(kl / target - 1, -0.2), 0.2)
+        beta = beta * (1 + error * n / horizon)
+        betas.append(beta)
+    return betas
 
 
 def awr(*, logp, values, returns, temperature=1.0, max_weight=20.0, vf_coef=1.0):
