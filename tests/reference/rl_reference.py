@@ -578,6 +578,50 @@ def dpo(
     return out
 
 
+class RunningMoments:
+    """TRL `trainer/utils.py::RunningMoments` (one process): a running mean and variance
+    of the values passed to `update`, starting at mean 0, variance 1, count 1e-24
+    (Chan et al.'s parallel update of the moments). In float64, where TRL casts each
+    batch's moments to float32 before the update."""
+
+    def __init__(self) -> None:
+        self.mean, self.var, self.count = 0.0, 1.0, 1e-24
+
+    def update(self, xs: Tensor) -> None:
+        xs_count = xs.numel()
+        xs_var, xs_mean = torch.var_mean(xs.double(), unbiased=False)
+        delta = float(xs_mean) - self.mean
+        total = self.count + xs_count
+        old_sum = self.var * self.count + delta**2 * self.count * xs_count / total
+        self.var = (old_sum + float(xs_var) * xs_count) / total
+        self.mean += delta * xs_count / total
+        self.count = total
+
+
+def bco_pair(
+    *,
+    policy_chosen_logps,
+    policy_rejected_logps,
+    reference_chosen_logps,
+    reference_rejected_logps,
+    running: RunningMoments,
+    beta=0.1,
+):
+    """BCO-pair, TRL `DPOTrainer.dpo_loss` with loss_type "bco_pair" (Jung et al. 2024,
+    arXiv:2404.04656): rewards r = β·(logπ - logπ_ref); the running mean δ of the batches'
+    mean reward (`running`, updated first, in place); loss = mean(-logσ(r_c - δ) -
+    logσ(-(r_r - δ)))."""
+    chosen_rewards = beta * (policy_chosen_logps - reference_chosen_logps)
+    rejected_rewards = beta * (policy_rejected_logps - reference_rejected_logps)
+    running.update(torch.cat((chosen_rewards, rejected_rewards), 0).mean().detach())
+    delta = running.mean
+    losses = -F.logsigmoid(chosen_rewards - delta) - F.logsigmoid(-(rejected_rewards - delta))
+    out = {"loss": losses.mean(), "bco_pair": losses.mean()}
+    out.update(_reward_metrics(chosen_rewards.detach(), rejected_rewards.detach()))
+    out["running_reward"] = torch.tensor(delta, dtype=torch.float64)
+    return out
+
+
 def dpo_sft(
     *,
     chosen_token_logps,
