@@ -177,7 +177,8 @@ class _Lowering:
         reported += [self.tensor(self.lower_metric(e.node)) for e in ir.emas]
         if not ir.states:
             return reported
-        new = torch.stack([u.to(self.states.dtype) for u in updates])
+        kept = self.states.dtype  # one read of the buffer's dtype for every update
+        new = torch.stack([u.to(kept) for u in updates])
         return [*reported, self.name(torch.where(self.training, new, self.states), "new_states")]
 
     def weight(self, term: str, value: Value) -> Value:
@@ -242,10 +243,10 @@ class _Lowering:
             spec = self.param_specs[node_id]
             if spec.default is None and spec.default_node not in self.values:
                 raise _NotLoweredYet(spec.default_node, False)
-        if node.op == "state":  # its start, read when the state has none yet
+        if node.op == "state":  # its start (no gradient: numbers, params, step), as lowered
             start = self.state_specs[node_id].init_node
-            if start not in self.values:
-                raise _NotLoweredYet(start, False)
+            if start not in self.values and start not in self.detached:
+                raise _NotLoweredYet(start, True)
         value = self.pattern(node, operand)
         if value is None:
             value = self.emit(node, [operand(a) for a in node.args])
@@ -350,7 +351,10 @@ class _Lowering:
     def state(self, node: Node) -> Value:
         """The state's value before this call: its start while it has none (NaN)."""
         stored = self.states[self.state_index[node.id]].to(self.dtype)
-        start = self.tensor(self.values[self.state_specs[node.id].init_node])
+        init = self.state_specs[node.id].init_node
+        start = self.values[init] if init in self.values else self.detached[init]
+        if not isinstance(start, fx.Proxy):
+            start = float(start)  # a number: `where` takes it as it is, no tensor made
         return torch.where(torch.isnan(stored), start, stored)
 
     def learned(self, node: Node) -> Value:
@@ -547,11 +551,9 @@ def _ema(low: _Lowering, node: Node, args: list[Value]) -> Value:
     """The bias-corrected average: in training, of the calls so far and this one
     (m' = d·m + (1 − d)·x, m' / (1 − dⁿ⁺¹)); in eval mode, of the calls so far (x before
     any). n counts the training calls."""
-    x, average, calls = (low.tensor(a) for a in args)
+    x, updated, counted, average, calls = (low.tensor(a) for a in args)
     decay = node.attrs["decay"]
-    x = x.detach()
-    updated = decay * average + (1 - decay) * x
-    trained = updated / (1 - decay ** (calls + 1))
+    trained = updated / (1 - decay**counted)
     stored = torch.where(calls > 0, average / (1 - decay**calls), x)
     return torch.where(low.training, trained, stored)
 

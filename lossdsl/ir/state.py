@@ -8,7 +8,8 @@ decay)`, and learned params (E201, E202, E204 for what is wrong with them).
 A state is a leaf node (`state`) read as its value before the call; its update is an
 expression built after every other value (it may read any of them, itself included) and
 clamped into the state's range. `ema(x, d)` keeps two states, the running average
-`m ← d·m + (1 − d)·x` and the number of training calls `n`, and is the node `ema(x, m, n)`
+`m ← d·m + (1 − d)·x` and the number of training calls `n`, and is the node
+`ema(detach(x), m', n + 1, m, n)` (the updates, built once, read by the states and by it)
 whose value is the bias-corrected average (the backend reads the module's mode for it). A
 learned param is a leaf node (`learned`): the backend reads its `nn.Parameter`, clamped
 into its range.
@@ -55,6 +56,7 @@ class States:
         self.pending: list[_Pending] = []
         self.building: list[str] = []  # the declarations being built, innermost last
         self.emas_in: dict[str, int] = {}  # declaration -> how many emas it has so far
+        self.clamps: dict[tuple[int, RangeSpec], int] = {}  # (node, range) -> clamped node
 
     # ---- state declarations ------------------------------------------------------------
 
@@ -120,6 +122,12 @@ class States:
         """`clamp(node, lo, hi)` with the range's finite ends (none: the node itself)."""
         if rng is None:
             return node
+        if (node, rng) in self.clamps:  # a start and an update alike (`update kl_coef`)
+            return self.clamps[node, rng]
+        self.clamps[node, rng] = self.clamp_into(node, rng, span)
+        return self.clamps[node, rng]
+
+    def clamp_into(self, node: int, rng: RangeSpec, span: Span) -> int:
         bounds = {"min": rng.lo, "max": rng.hi}
         present = {k: float(v) for k, v in bounds.items() if math.isfinite(float(v))}
         if not present:
@@ -238,7 +246,12 @@ class States:
             )
         )
         value = self.graph.add(
-            "ema", (x, average, calls_so_far), {"decay": decay}, SCALAR_FLOAT, span, scope=scope
+            "ema",
+            (kept, new_average, counted, average, calls_so_far),
+            {"decay": decay},
+            SCALAR_FLOAT,
+            span,
+            scope=scope,
         )
         self.emas.append(NamedValue(name=name, node=value, span=span))
         return value
