@@ -176,7 +176,10 @@ _RECORDS = (
         "dtype misuse",
         "A float used as an index (`gather`, `one_hot`), a non-bool `where=` mask or "
         "`where(c, …)` condition, and similar. Bool promotes to float (true = 1) in "
-        "arithmetic and sums, but nothing converts a float to an index or a mask silently.",
+        "arithmetic and sums, but nothing converts a float to an index or a mask silently. "
+        "Also a value read where it cannot be: a state's start that reads an input, a "
+        "param's default that reads a state or a learned param, a learned param's start "
+        "that is not a number.",
         _spec(
             "loss e201",
             "input logits : float[B, V] grad",
@@ -196,7 +199,8 @@ _RECORDS = (
         "E202",
         "a term that is not a scalar",
         "A term must reduce to a scalar; the message gives the type it has. Metrics may "
-        "have any shape (a per-token loss for logging is fine).",
+        "have any shape (a per-token loss for logging is fine). A state's update and the "
+        "argument of `ema` must be scalars too.",
         _spec("loss e202", "input x : float[B, T] grad", "term t = sum(square(x), dim=T)"),
         (3, 1),
         "Reduce the remaining dims (`mean`, `sum`), or make it a `metric`.",
@@ -206,8 +210,9 @@ _RECORDS = (
         "E203",
         "`minimize` is not a weighted sum of terms",
         "The objective must be `w1 * t1 + w2 * t2 - …` with weights built from numbers, "
-        "params and `step` only. A term appearing twice, a constant offset, a product or "
-        "function of terms, or a weight that depends on an input is E203. The diagnostic "
+        "params (learned ones too), states and `step` only. A term appearing twice, a "
+        "constant offset, a product or function of terms, or a weight that depends on an "
+        "input (an `ema`, which averages one, too) is E203. The diagnostic "
         "points at the offending part of `minimize`.",
         _spec(
             "loss e203",
@@ -231,7 +236,8 @@ _RECORDS = (
         "param outside its range, or an empty range",
         "A param's value (its default, or a value given at load time) lies outside its "
         "declared range, a static choice is not among those listed, or a declared range is "
-        "empty (`(1, 1]`).",
+        "empty (`(1, 1]`). Likewise a state's start or a learned param's start outside "
+        "its range, and an `ema` decay outside [0, 1).",
         _spec(
             "loss e204",
             "param clip = 1.5 in [0, 1]",

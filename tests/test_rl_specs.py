@@ -86,6 +86,7 @@ def make_inputs(spec: str, mask_kind: str = "ragged", seed: int = 0) -> dict[str
             advantages=randn(B, T),
             returns=randn(B, T),
             mask=mask,
+            ref_logp=_near(g, logp, 0.5),
         )
     if spec == "awr":
         return dict(logp=randn(N), values=randn(N), returns=randn(N) * 2)
@@ -214,6 +215,8 @@ CASES: list[Case] = [
     *[Case("ppo", {"agg": a, "dual_clip": d}) for a in ref.AGG_MODES for d in ("on", "off")],
     Case("ppo", {"clip_low": 0.1, "clip_high": 0.28, "clip_c": 1.5, "value_clip": 0.05}, step=5000),
     Case("ppo", {"agg": "seq_mean_token_mean"}, step=20000),
+    *[Case("ppo", {"kl_coef": 0.1, "kl_type": k}) for k in ref.KL_TYPES],
+    Case("ppo", {"kl_coef": 0.2, "agg": "seq_mean_token_sum"}),
     Case("awr"),
     Case("awr", {"temperature": 0.5, "max_weight": 2.0, "vf_coef": 0.5}),
     *[Case("grpo", {"agg": a, "kl_type": k}) for a in ref.AGG_MODES for k in ref.KL_TYPES],

@@ -609,15 +609,17 @@ def test_every_classic_def_can_be_used_in_one_spec(tmp_path):
 # ---- the examples ------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("step", "admitted"), [(0, 1), (5_000, 3), (10_000, 5), (50_000, 5)])
-def test_curriculum_counts_only_samples_no_harder_than_the_growing_threshold(step, admitted):
-    """specs/examples/curriculum.loss: threshold = linear(0.2, 1.0, steps=10_000)."""
+@pytest.mark.parametrize(("start", "admitted"), [(0.2, 1), (0.5, 3), (1.0, 5)])
+def test_curriculum_counts_only_samples_no_harder_than_its_level(start, admitted):
+    """specs/examples/curriculum.loss: on the first call the level is `start` (how it rises
+    is in tests/test_adaptive_specs.py)."""
     gen = _gen(6)
     logits, labels = _randn(gen, 5, 3), torch.tensor([0, 1, 2, 1, 0])
     difficulty = torch.tensor([0.1, 0.3, 0.5, 0.8, 1.0], dtype=torch.float64)  # sorted: easy first
-    out = lossdsl.load("curriculum")(logits=logits, labels=labels, difficulty=difficulty, step=step)
+    loss_fn = lossdsl.load("curriculum", params={"start": start})
+    out = loss_fn(logits=logits, labels=labels, difficulty=difficulty)
     expected = F.cross_entropy(logits[:admitted], labels[:admitted])
-    assert_close_relative(out.loss, expected, f"curriculum at step {step}")
+    assert_close_relative(out.loss, expected, f"curriculum from level {start}")
     assert out.metrics["admitted_fraction"].item() == pytest.approx(admitted / 5)
 
 

@@ -1,9 +1,14 @@
 """Checked IR to a `torch.fx.GraphModule`: one fx node per IR node, named after the spec.
 
-The graph's signature is `forward(<inputs…>, step, params)`: `step` is a 0-d tensor in the
-compute dtype (the graph reads the compute dtype off it), `params` a float64 vector of the
-declared params in order, NaN where a param keeps its declared default expression.
-It returns `(loss, *terms, *weights, *metrics)`.
+The graph's signature is `forward(<inputs…>, step, params, <learned…>, states, training)`:
+`step` is a 0-d tensor in the compute dtype (the graph reads the compute dtype off it),
+`params` a float64 vector of the declared params in order, NaN where a param keeps its
+declared default expression (left out when there are none); then, for a spec that adapts,
+each learned param's `nn.Parameter`, the vector of the states' values (NaN: a state that
+starts at its INIT on this call) and the module's mode (a 0-d bool tensor, true in training).
+It returns `(loss, *terms, *weights, *metrics)`, then each reported value (the states
+declared, the learned params, each `ema`'s average) and the states' new values as one
+vector (their old ones in eval mode): the caller keeps that vector for the next call.
 """
 
 from __future__ import annotations
@@ -18,7 +23,7 @@ from typing import Any
 import torch
 import torch.fx as fx
 
-from lossdsl.ir import Node, ParamSpec, SpecIR
+from lossdsl.ir import LearnedSpec, Node, ParamSpec, SpecIR, StateSpec
 from lossdsl.ops import OPS, scalar
 from lossdsl.ops.op import MASK
 
@@ -45,6 +50,8 @@ class _Lowering:
         self.input_proxies: dict[str, fx.Proxy] = {}
         self.shared: dict[Any, Value] = {}
         self.param_given: dict[int, Value] = {}  # param node -> the value the caller set
+        self.learned_given: dict[str, fx.Proxy] = {}  # learned param -> its nn.Parameter
+        self.state_index = {s.node: i for i, s in enumerate(ir.states)}
         self._input_free: dict[int, bool] | None = None
 
     # ---- plumbing -------------------------------------------------------------------
@@ -102,8 +109,17 @@ class _Lowering:
             for index, spec in enumerate(ir.params):
                 given_value = self.name(params[index], f"{spec.name}_given")
                 self.param_given[spec.node] = given_value
+        self.bind_adaptive()
         for node_id in given:
             self.values[node_id] = self.placeholder(self.value_name(node_id))
+
+    def bind_adaptive(self) -> None:
+        """Placeholders for the learned params, the states' vector and the module's mode."""
+        for spec in self.ir.learned:
+            self.learned_given[spec.name] = self.placeholder(spec.name)
+        if self.ir.states:
+            self.states = self.placeholder("states")
+            self.training = self.placeholder("training")
 
     def bind_input(self, name: str, node_id: int) -> None:
         proxy = self.input_proxies[name]
@@ -142,7 +158,28 @@ class _Lowering:
             loss = self.name(loss, "loss")
         weights = [self.weight(t.name, w) for t, w in zip(ir.terms, raw_weights, strict=True)]
         metrics = [self.tensor(self.lower_metric(m.node)) for m in ir.metrics]
-        return [loss, *terms, *weights, *metrics]
+        return [loss, *terms, *weights, *metrics, *self.adaptive_outputs()]
+
+    def adaptive_outputs(self) -> list[Value]:
+        """The reported values (states declared, learned params, emas), then the states'
+        new values: each update, computed without gradient, in training mode; the stored
+        value (NaN for a state not started yet) in eval mode."""
+        ir = self.ir
+        if not ir.states and not ir.learned:
+            return []
+        updates = [self.tensor(self.lower_metric(s.update)) for s in ir.states]
+        reported: list[Value] = []
+        for state, update in zip(ir.states, updates, strict=True):
+            if state.reported:
+                now = self.tensor(self.lower_metric(state.node))
+                reported.append(self.name(torch.where(self.training, update, now), state.name))
+        reported += [self.tensor(self.lower_metric(p.node)) for p in ir.learned]
+        reported += [self.tensor(self.lower_metric(e.node)) for e in ir.emas]
+        if not ir.states:
+            return reported
+        kept = self.states.dtype  # one read of the buffer's dtype for every update
+        new = torch.stack([u.to(kept) for u in updates])
+        return [*reported, self.name(torch.where(self.training, new, self.states), "new_states")]
 
     def weight(self, term: str, value: Value) -> Value:
         """The weight as an output tensor, named `<term>_weight` unless the spec named it."""
@@ -206,6 +243,10 @@ class _Lowering:
             spec = self.param_specs[node_id]
             if spec.default is None and spec.default_node not in self.values:
                 raise _NotLoweredYet(spec.default_node, False)
+        if node.op == "state":  # its start (no gradient: numbers, params, step), as lowered
+            start = self.state_specs[node_id].init_node
+            if start not in self.values and start not in self.detached:
+                raise _NotLoweredYet(start, True)
         value = self.pattern(node, operand)
         if value is None:
             value = self.emit(node, [operand(a) for a in node.args])
@@ -214,6 +255,14 @@ class _Lowering:
     @cached_property
     def param_specs(self) -> dict[int, ParamSpec]:
         return {p.node: p for p in self.ir.params}
+
+    @cached_property
+    def state_specs(self) -> dict[int, StateSpec]:
+        return {s.node: s for s in self.ir.states}
+
+    @cached_property
+    def learned_specs(self) -> dict[int, LearnedSpec]:
+        return {p.node: p for p in self.ir.learned}
 
     def last_graph_node(self) -> fx.Node:
         return next(iter(reversed(self.graph.nodes)))
@@ -244,6 +293,7 @@ class _Lowering:
 
     def carries_gradient(self, node_id: int) -> bool:
         grads = {spec.node for spec in self.ir.inputs if spec.grad}
+        grads |= {spec.node for spec in self.ir.learned}
         stack, seen = [node_id], set()
         while stack:
             current = stack.pop()
@@ -266,6 +316,10 @@ class _Lowering:
             return args[0]
         if node.op == "param":
             return self.param(node)
+        if node.op == "state":
+            return self.state(node)
+        if node.op == "learned":
+            return self.learned(node)
         if node.op in ("input", "step"):
             raise AssertionError("inputs and step are bound before lowering")
         op = OPS[node.op]
@@ -293,6 +347,25 @@ class _Lowering:
         # NaN means "not set": the declared default expression (a schedule) applies.
         default = self.tensor(self.lower(spec.default_node))
         return torch.where(torch.isnan(given), default, given)
+
+    def state(self, node: Node) -> Value:
+        """The state's value before this call: its start while it has none (NaN)."""
+        stored = self.states[self.state_index[node.id]].to(self.dtype)
+        init = self.state_specs[node.id].init_node
+        start = self.values[init] if init in self.values else self.detached[init]
+        if not isinstance(start, fx.Proxy):
+            start = float(start)  # a number: `where` takes it as it is, no tensor made
+        return torch.where(torch.isnan(stored), start, stored)
+
+    def learned(self, node: Node) -> Value:
+        """The learned param's `nn.Parameter` in the compute dtype, clamped into its range."""
+        spec = self.learned_specs[node.id]
+        value = self.learned_given[spec.name].to(self.dtype)
+        if spec.range is None:
+            return value
+        bounds = {"min": float(spec.range.lo), "max": float(spec.range.hi)}
+        finite = {k: v for k, v in bounds.items() if math.isfinite(v)}
+        return torch.clamp(value, **finite) if finite else value
 
     def log_softmax(self, x: Value, axis: int) -> Value:
         """One log_softmax per logits and axis, shared by `log_softmax` and `entropy`.
@@ -471,6 +544,18 @@ def _mul(low: _Lowering, node: Node, args: list[Value]) -> Value:
 def _detach(low: _Lowering, node: Node, args: list[Value]) -> Value:
     (x,) = args
     return low.detached_value(x) if isinstance(x, fx.Proxy) else x
+
+
+@lowering("ema")
+def _ema(low: _Lowering, node: Node, args: list[Value]) -> Value:
+    """The bias-corrected average: in training, of the calls so far and this one
+    (m' = d·m + (1 − d)·x, m' / (1 − dⁿ⁺¹)); in eval mode, of the calls so far (x before
+    any). n counts the training calls."""
+    x, updated, counted, average, calls = (low.tensor(a) for a in args)
+    decay = node.attrs["decay"]
+    trained = updated / (1 - decay**counted)
+    stored = torch.where(calls > 0, average / (1 - decay**calls), x)
+    return torch.where(low.training, trained, stored)
 
 
 @lowering("torch.where")

@@ -25,6 +25,21 @@ def spec_metadata(ir: SpecIR) -> dict[str, Any]:
         "choices": {c.name: {"value": c.value, "choices": list(c.choices)} for c in ir.choices},
         "terms": [t.name for t in ir.terms],
         "metrics": [m.name for m in ir.metrics],
+        **_adaptive(ir),
+    }
+
+
+def _adaptive(ir: SpecIR) -> dict[str, Any]:
+    """States (the layout of the states' vector), learned params, and the names of the
+    values the graph reports after the metrics; nothing for a spec without them."""
+    if not ir.states and not ir.learned:
+        return {}
+    reported = [s.name for s in ir.states if s.reported]
+    reported += [p.name for p in ir.learned] + [e.name for e in ir.emas]
+    return {
+        "states": [{"name": s.name, "reported": s.reported} for s in ir.states],
+        "learned": [{"name": p.name, "init": p.init} for p in ir.learned],
+        "reported": reported,
     }
 
 

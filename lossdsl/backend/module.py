@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import warnings
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -50,6 +51,7 @@ class LossModule(LossRuntime, nn.Module):
             every = frozenset(ir.derivations.reads)
             self._sliced(rebuild(self.choices, every), required=True)
         self._init_runtime({k: v for k, v in (params or {}).items() if k not in choices})
+        self.__dict__["_state_layout"] = [s["name"] for s in self.SPEC.get("states", [])]
 
     def _install(self, ir: SpecIR) -> None:
         """Use the graph of this IR's variant (static choices, derived inputs computed),
@@ -74,6 +76,27 @@ class LossModule(LossRuntime, nn.Module):
         self.ir, self.SPEC, self.graph_module, graph = self._variants[key]
         # Not a submodule: the graph holds no state, and `graph_module` is registered.
         self.__dict__["_graph"] = graph
+        self._lay_out_states()
+
+    def _lay_out_states(self) -> None:
+        """Variants share the module's states by name: a variant whose states differ (an
+        `ema` only one static choice has) finds each state it shares with the states held
+        so far as it was, and starts the others."""
+        held = self.__dict__.get("_state_layout")
+        wanted = [s["name"] for s in self.SPEC.get("states", [])]
+        if held is None or not wanted or wanted == held:
+            return  # (before `_init_runtime`, which makes the buffer for this layout)
+        old = self._buffers.get("state_values")
+        like = old if old is not None else torch.empty(0, dtype=torch.float64)
+        new = torch.full((len(wanted),), math.nan, dtype=like.dtype, device=like.device)
+        for index, name in enumerate(wanted):
+            if old is not None and name in held:
+                new[index] = old[held.index(name)]
+        if old is None:
+            self.register_buffer("state_values", new)
+        else:
+            self.state_values = new
+        self.__dict__["_state_layout"] = wanted
 
     def forward(
         self, step: Any = 0, params: dict[str, Any] | None = None, **inputs: torch.Tensor

@@ -166,6 +166,8 @@ class SlicedGraph:
                 # uneven one included, and new shapes use the same compiled code.
                 spec_args = [list(i.dims) for i in self.ir.inputs] + [[]]
                 spec_args += [[len(self.ir.params)]] if self.ir.params else []
+                spec_args += [[] for _ in self.ir.learned]  # learned params
+                spec_args += [[len(self.ir.states)], []] if self.ir.states else []  # mode
                 dims_of = [list(self.ir.node(n).type.dims) for n in given]
                 slice_args = [[]] + [list(self.ir.node(n).type.dims) for n in slice_feeds]
                 backed = contracted(self.ir)

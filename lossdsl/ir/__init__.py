@@ -4,7 +4,17 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from lossdsl.ir.model import ChoiceSpec, InputSpec, NamedValue, Node, ParamSpec, RangeSpec, SpecIR
+from lossdsl.ir.model import (
+    ChoiceSpec,
+    InputSpec,
+    LearnedSpec,
+    NamedValue,
+    Node,
+    ParamSpec,
+    RangeSpec,
+    SpecIR,
+    StateSpec,
+)
 from lossdsl.ir.types import TensorType
 
 if TYPE_CHECKING:
@@ -28,5 +38,7 @@ __all__ = [
     "ChoiceSpec",
     "NamedValue",
     "RangeSpec",
+    "StateSpec",
+    "LearnedSpec",
     "TensorType",
 ]

@@ -6,10 +6,11 @@ each one, so a spec's errors are reported together. The work is split by concern
 - graph.py: the node table, diagnostics and scopes the parts share;
 - declarations.py: defs, names, inputs and dims, static choices, the build order;
 - expressions.py and calls.py: expressions, op calls, def inlining, `select`;
-- objective.py: `minimize` in its normal form.
+- objective.py: `minimize` in its normal form;
+- state.py: states, `ema` and learned params.
 
-This module drives them: declarations first, then every param, let, term and metric
-(each after the values it mentions), then the objective.
+This module drives them: declarations first, then every param, state, let, term and metric
+(each after the values it mentions), then the states' updates, then the objective.
 """
 
 from __future__ import annotations
@@ -55,6 +56,8 @@ class _Builder:
             node = self.value_of(decl.name, decl.name_span, Scope())
             if node is not None:
                 named[decl.kind].append(NamedValue(name=decl.name, node=node, span=decl.span))
+        states = self.expressions.states
+        states.build_updates()
         self.objective.check_terms(named["term"])
         weights, objective_span = self.objective.objective(named["term"])
         if any(d.severity == "error" for d in self.graph.diagnostics):
@@ -74,6 +77,9 @@ class _Builder:
             objective_span=objective_span,
             dims=tuple(symbols.dims),
             step_node=symbols.step_node,
+            states=tuple(states.states),
+            learned=tuple(states.learned),
+            emas=tuple(states.emas),
         )
 
     def value_of(self, name: str, span: Span, scope: Scope) -> int | None:
@@ -92,9 +98,15 @@ class _Builder:
             self.symbols.failed.update(members)
             raise Failed
         self.in_progress.append(name)
+        states = self.expressions.states
+        states.building.append(name)
         try:
-            if isinstance(decl, ast.ParamDecl):
+            if isinstance(decl, ast.ParamDecl) and decl.learned:
+                node = states.declare_learned(decl)
+            elif isinstance(decl, ast.ParamDecl):
                 node = self.declare_param(decl)
+            elif isinstance(decl, ast.StateDecl):
+                node = states.declare_state(decl)
             else:
                 assert isinstance(decl, ast.ValueDecl)
                 body = self.expressions.expr(decl.value, Scope())
@@ -104,6 +116,7 @@ class _Builder:
             return None
         finally:
             self.in_progress.remove(name)
+            states.building.pop()
         self.symbols.value_nodes[name] = node
         return node
 

@@ -37,6 +37,8 @@ class Calls:
     def call(self, e: ast.Call, scope: Scope) -> Walk[int]:
         if e.func == "select":
             return (yield from self.select(e, scope))
+        if e.func == "ema":
+            return (yield from self.expressions.states.ema(e, scope))
         if e.func in self.symbols.defs and e.func not in OPS:
             return (yield from self.inline(e, scope))
         op_name = e.func
@@ -219,7 +221,13 @@ class Calls:
         # The same def on the same values is the same value: built once, so defs that call
         # each other twice cost their size, not 2^depth. A failure is remembered too (its
         # errors were reported at the first call).
-        key = (decl.name, tuple(bindings.values()), scope.params_only, scope.misuse_code)
+        key = (
+            decl.name,
+            tuple(bindings.values()),
+            scope.params_only,
+            scope.misuse_code,
+            scope.adaptive,
+        )
         if key in self.inlined:
             known = self.inlined[key]
             if known is None:

@@ -28,7 +28,7 @@ DTYPES = {
 }
 BUILTIN_VALUES = {"step", "inf", "pi", "world_size"}
 D = TypeVar("D")
-NamedDecl = ast.InputDecl | ast.ParamDecl | ast.ValueDecl
+NamedDecl = ast.InputDecl | ast.ParamDecl | ast.StateDecl | ast.ValueDecl
 
 
 class Symbols:
@@ -47,7 +47,7 @@ class Symbols:
         self.choice_overrides = choice_overrides
         self.defs: dict[str, ast.DefDecl] = {}
         self.recursive: set[str] = set()  # defs on a cycle of calls (E106)
-        self.values: dict[str, NamedDecl] = {}  # inputs, params, lets, terms, metrics by name
+        self.values: dict[str, NamedDecl] = {}  # inputs, params, states, lets, terms, metrics
         self.value_nodes: dict[str, int] = {}  # the node of each value built so far
         self.failed: set[str] = set()  # values whose errors are already reported
         self.dims: list[str] = []  # named dims in order of first appearance
@@ -106,7 +106,7 @@ class Symbols:
 
     def collect_values(self) -> None:
         for decl in self.spec.decls:
-            if isinstance(decl, ast.InputDecl | ast.ParamDecl | ast.ValueDecl):
+            if isinstance(decl, ast.InputDecl | ast.ParamDecl | ast.StateDecl | ast.ValueDecl):
                 name, span = decl.name, decl.name_span
                 if name in BUILTIN_VALUES:
                     self.graph.error(
@@ -291,10 +291,12 @@ class Symbols:
     # ---- the order values are built in ---------------------------------------------
 
     def build_order(self) -> list[NamedDecl]:
-        """The params given by a value, then the lets, terms and metrics, each after the
-        values it mentions: building one then never needs to build another first, however
-        long a chain of lets is. A cycle is E106, at the mention that closes it."""
+        """The params given by a value, the states, then the lets, terms and metrics, each
+        after the values it mentions: building one then never needs to build another first,
+        however long a chain of lets is. A cycle is E106, at the mention that closes it.
+        (A state's update is built after all of them: it may read any value, itself too.)"""
         roots: list[NamedDecl] = [d for d in self.decls(ast.ParamDecl) if d.value is not None]
+        roots += self.decls(ast.StateDecl)
         roots += self.decls(ast.ValueDecl)
         order: list[NamedDecl] = []
         done: set[str] = set()
@@ -329,7 +331,8 @@ class Symbols:
 
     def mentioned_values(self, decl: NamedDecl) -> Iterator[ast.Name]:
         """The names in a declaration's expression of the values it needs built first: other
-        params for a param; params, lets, terms and metrics for the others. Only the chosen
+        params for a param and for a state's start; params, lets, terms and metrics for the
+        others (states are built before them). Only the chosen
         branch of a `select` counts; def bodies see no values, so only the calls' arguments."""
         if isinstance(decl, ast.InputDecl) or decl.value is None:
             return

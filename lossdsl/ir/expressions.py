@@ -17,6 +17,7 @@ from lossdsl.ir import trampoline
 from lossdsl.ir.calls import Calls
 from lossdsl.ir.declarations import BUILTIN_VALUES, Symbols
 from lossdsl.ir.graph import INT64_LIMIT, SCALAR_FLOAT, DimAlias, Failed, Graph, Scope
+from lossdsl.ir.state import States
 from lossdsl.ir.trampoline import Walk
 from lossdsl.ir.types import DimError, DtypeError, ShapeError, TensorType, format_dims
 from lossdsl.ops import BINARY_OPERATORS, CALLABLE_NAMES, OPS, RESERVED, UNARY_OPERATORS, Op
@@ -42,6 +43,7 @@ class Expressions:
         self.symbols = symbols
         self.value_of = value_of
         self.calls = Calls(self)
+        self.states = States(self)
 
     def expr(self, e: ast.Expr, scope: Scope) -> int:
         """Build an expression; raises Failed after reporting an error inside it."""
@@ -157,11 +159,13 @@ class Expressions:
             raise Failed
         decl = self.symbols.values.get(e.id)
         if decl is not None:
-            if scope.params_only and not isinstance(decl, ast.ParamDecl):
-                what = "an input" if isinstance(decl, ast.InputDecl) else f"a {decl.kind}"
+            if scope.params_only and not _readable_in_coefficient(decl, scope):
+                allowed = "numbers, params and step"
+                if scope.adaptive:
+                    allowed = "numbers, params, learned params, states and step"
                 self.graph.error(
                     scope.misuse_code,
-                    f"`{e.id}` is {what}; this value may only use numbers, params and step",
+                    f"`{e.id}` is {_what(decl)}; this value may only use {allowed}",
                     e.span,
                     scope=scope,
                 )
@@ -309,6 +313,25 @@ class Expressions:
     def present_args(self, op: Op, attrs: dict[str, Any]) -> list:
         present = attrs.get("present")
         return [a for a in op.tensor_args() if present is None or a.name in present]
+
+
+def _readable_in_coefficient(decl: object, scope: Scope) -> bool:
+    """Whether a scalar of numbers, params and `step` (a param's value, a state's start, a
+    weight) may read `decl`: a param; a learned param or a state only in a weight."""
+    if isinstance(decl, ast.ParamDecl):
+        return not decl.learned or scope.adaptive
+    return isinstance(decl, ast.StateDecl) and scope.adaptive
+
+
+def _what(decl: object) -> str:
+    if isinstance(decl, ast.InputDecl):
+        return "an input"
+    if isinstance(decl, ast.ParamDecl):
+        return "a learned param"
+    if isinstance(decl, ast.StateDecl):
+        return "a state"
+    assert isinstance(decl, ast.ValueDecl)
+    return f"a {decl.kind}"
 
 
 def _broadcast_fix(types: list[TensorType]) -> str | None:

@@ -52,6 +52,7 @@ class Scope:
     in_def: str | None = None
     params_only: bool = False  # a param's value or a weight: numbers, params and step only
     misuse_code: str = "E201"  # what using an input there is: E203 inside a weight
+    adaptive: bool = False  # with params_only: learned params and states too (a weight)
 
     def inside(self, call: DefCall, bindings: dict[str, int | DimAlias]) -> Scope:
         """The scope of a def's body, called from this scope."""
@@ -63,6 +64,7 @@ class Scope:
             in_def=call.name,
             params_only=self.params_only,
             misuse_code=self.misuse_code,
+            adaptive=self.adaptive,
         )
 
 

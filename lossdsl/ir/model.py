@@ -111,6 +111,30 @@ class ParamSpec(_Frozen):
     span: Span
 
 
+class StateSpec(_Frozen):
+    """A scalar the module keeps across calls: a `state` declaration, or one of the two an
+    `ema(x, decay)` keeps (its running average and its count of calls, named after the
+    declaration it is in: `ce.ema`, `ce.ema.calls`; a second one in it is `ce.ema2`)."""
+
+    name: str
+    node: int  # the `state` leaf: its value before this call's update
+    init_node: int  # INIT, of numbers, params and `step`, read when the state (re)starts
+    update: int  # its value after a training-mode call, clamped into `range` when given
+    range: RangeSpec | None = None
+    span: Span
+    reported: bool = True  # in `LossOutput.states` (a user's state; an ema's are not)
+
+
+class LearnedSpec(_Frozen):
+    """`param NAME = INIT learned [in RANGE]`: a trainable scalar (an `nn.Parameter`)."""
+
+    name: str
+    node: int  # the `learned` leaf: the parameter as read, clamped into `range` when given
+    init: float
+    range: RangeSpec | None = None
+    span: Span
+
+
 class ChoiceSpec(_Frozen):
     name: str
     value: str
@@ -205,6 +229,9 @@ class SpecIR(_Frozen):
     warnings: tuple[str, ...] = ()  # the check's warnings, rendered, for `lossdsl.load`
     derivations: Derivations = Field(default_factory=Derivations)
     computed: tuple[str, ...] = ()  # the derived inputs this variant computes
+    states: tuple[StateSpec, ...] = ()
+    learned: tuple[LearnedSpec, ...] = ()
+    emas: tuple[NamedValue, ...] = ()  # each `ema(…)`'s value, by its average's state name
 
     def node(self, node_id: int) -> Node:
         return self.nodes[node_id]

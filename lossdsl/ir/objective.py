@@ -125,7 +125,8 @@ class Objective:
                     e.span,
                 )
                 raise Failed
-            weight = self.expressions.expr(weight_side, Scope(params_only=True, misuse_code="E203"))
+            weight_scope = Scope(params_only=True, misuse_code="E203", adaptive=True)
+            weight = self.expressions.expr(weight_side, weight_scope)
             if self.graph.type_of(weight).dims != ():
                 self.graph.error("E203", "a weight must be a scalar", weight_side.span)
                 raise Failed

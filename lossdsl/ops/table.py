@@ -368,6 +368,10 @@ OP_LIST: list[Op] = [
     Op("world_size", (), rules.scalar, rules.floating, "world_size", "shape",
        doc="the number of ranks of the data-parallel group (1 without one)",
        facts=Facts(size_image, smooth=S.CONSTANT)),
+    # state (ir/state.py: the node reads the average and the count of calls it keeps)
+    Op("ema", (Arg("x"), Arg("decay", NUMBER)), rules.scalar, rules.floating, "ema", "state",
+       doc="the bias-corrected moving average of the scalar x over the training calls",
+       facts=Facts(constant_image, curvature=detached, smooth=S.CONSTANT, lipschitz=True)),
     # shapes
     Op("index", (Arg("dim", DIM),), rules.positions, rules.integer, "index", "shape",
        doc="the positions 0 … size(D) - 1 of a dim, int[D]",
@@ -432,8 +436,6 @@ VALUE_OPS = {"world_size"}
 NOT_CALLABLE = OPERATOR_ONLY | set(ELEMENTWISE_FORM.values()) | VALUE_OPS
 
 # Names reserved for later versions (LANGUAGE.md "Coming later").
-RESERVED = {
-    "ema": "stateful ops are coming in a later version",
-}
+RESERVED: dict[str, str] = {}
 
 CALLABLE_NAMES = sorted(set(OPS) - NOT_CALLABLE | {"select"})

@@ -79,8 +79,14 @@ class Analysis:
         self.facts: list[NodeFacts] = []
         self.param_by_node = {p.node: p for p in ir.params}
         self.input_by_node = {i.node: i for i in ir.inputs}
-        for node in ir.nodes:
-            self.facts.append(self.of(node))
+        self.learned_by_node = {p.node: p for p in ir.learned}
+        self.state_values = StateValues(ir)
+        while True:
+            self.facts = []
+            for node in ir.nodes:
+                self.facts.append(self.of(node))
+            if not self.state_values.widen(self.facts):
+                break
 
     def __getitem__(self, node_id: int) -> NodeFacts:
         return self.facts[node_id]
@@ -120,6 +126,11 @@ class Analysis:
         if node.op == "input":
             given = self.input_by_node[node.id]
             return self.leaf(declared(given.range, node.type.kind), live=given.grad)
+        if node.op == "learned":  # trained like a `grad` input, over its range
+            learned = self.learned_by_node[node.id]
+            return self.leaf(declared(learned.range, "float"), live=True)
+        if node.op == "state":  # a finite value the optimizer does not move
+            return self.leaf(self.state_values.interval(node.id, self.facts))
         if node.op == "param":
             param = self.param_by_node[node.id]
             if param.range is not None:
@@ -224,3 +235,54 @@ class Analysis:
                 value = iv.intersect(value, refine(value, self.facts[bound].interval, holds))
             branches.append(value)
         return iv.hull(*branches)
+
+
+class StateValues:
+    """The values each state can hold: its declared range (its start and every update are
+    clamped into it), or else what its start and its update can produce, found by
+    iterating the update over the values assumed so far. An end that still moves after a
+    few rounds is widened to ±inf: a state is always finite, its value otherwise unknown."""
+
+    ROUNDS = 3  # rounds of iteration before widening
+
+    def __init__(self, ir: SpecIR):
+        self.states = {s.node: s for s in ir.states}
+        self.ir = ir
+        self.assumed: dict[int, Interval] = {}
+        self.rounds = 0
+
+    def interval(self, node_id: int, facts: list[NodeFacts]) -> Interval:
+        state = self.states[node_id]
+        if state.range is not None:
+            return declared(state.range, "float")
+        if node_id not in self.assumed:
+            self.assumed[node_id] = self.start(state.init_node, facts)
+        return self.assumed[node_id]
+
+    def start(self, init_node: int, facts: list[NodeFacts]) -> Interval:
+        if init_node < len(facts):
+            return facts[init_node].interval
+        node = self.ir.node(init_node)
+        if node.op == "const":
+            return Interval.point(float(node.attrs["value"]))
+        return FINITE
+
+    def widen(self, facts: list[NodeFacts]) -> bool:
+        """Take in what the updates produced; True when an assumption grew (go again)."""
+        grew = False
+        for node_id, assumed in list(self.assumed.items()):
+            produced = facts[self.states[node_id].update].interval
+            both = iv.hull(assumed, iv.intersect(produced, FINITE))
+            if both == assumed:
+                continue
+            grew = True
+            if self.rounds >= self.ROUNDS:
+                both = Interval(
+                    both.lo if both.lo == assumed.lo else -math.inf,
+                    both.hi if both.hi == assumed.hi else math.inf,
+                    both.lo_closed if both.lo == assumed.lo else False,
+                    both.hi_closed if both.hi == assumed.hi else False,
+                )
+            self.assumed[node_id] = both
+        self.rounds += 1
+        return grew

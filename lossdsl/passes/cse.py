@@ -12,7 +12,7 @@ from lossdsl.diagnostics import Diagnostic
 from lossdsl.ir import Node, SpecIR
 from lossdsl.passes.renumber import renumbered
 
-_UNIQUE = {"input", "param", "step"}
+_UNIQUE = {"input", "param", "step", "state", "learned"}
 
 
 def share_common_subexpressions(ir: SpecIR) -> tuple[SpecIR, list[Diagnostic]]:

@@ -10,13 +10,21 @@ from lossdsl.analysis.curvature import Smoothness, differentiable_label
 from lossdsl.diagnostics import Diagnostic
 from lossdsl.ir import SpecIR
 from lossdsl.passes.analysis import Analysis, NodeFacts
+from lossdsl.passes.objective_bound import unbounded_objective, weights_carry_gradient
 
 
 def prove_properties(ir: SpecIR) -> tuple[SpecIR, list[Diagnostic]]:
     facts = Analysis(ir)
     properties: dict[str, dict[str, str]] = {}
     diagnostics: list[Diagnostic] = []
-    grads = ", ".join(f"`{i.name}`" for i in ir.inputs if i.grad) or "none declared"
+    grads = ", ".join(
+        [f"`{i.name}`" for i in ir.inputs if i.grad] + [f"learned `{p.name}`" for p in ir.learned]
+    )
+    grads = grads or "none declared"
+    # Where a weight carries gradient, boundedness is a property of the objective as a whole.
+    as_a_whole = weights_carry_gradient(ir, facts)
+    if as_a_whole:
+        diagnostics += unbounded_objective(ir, facts)
     for term in ir.terms:
         known = facts[term.node]
         properties[term.name] = describe(known)
@@ -41,7 +49,7 @@ def prove_properties(ir: SpecIR) -> tuple[SpecIR, list[Diagnostic]]:
                     fix="use a smooth surrogate, e.g. sigmoid(k * x)",
                 )
             )
-        elif known.fixed.lo == float("-inf"):
+        elif known.fixed.lo == float("-inf") and not as_a_whole:
             diagnostics.append(
                 Diagnostic(
                     "W402",

@@ -24,6 +24,18 @@ def renumbered(ir: SpecIR, nodes: list[Node], remap: dict[int, int]) -> SpecIR:
             "metrics": named(ir.metrics),
             "weights": {t: remap[w] for t, w in ir.weights.items()},
             "step_node": remap[ir.step_node],
+            "states": tuple(
+                s.model_copy(
+                    update={
+                        "node": remap[s.node],
+                        "init_node": remap[s.init_node],
+                        "update": remap[s.update],
+                    }
+                )
+                for s in ir.states
+            ),
+            "learned": named(ir.learned),
+            "emas": named(ir.emas),
         }
     )
 
@@ -34,6 +46,8 @@ def roots(ir: SpecIR) -> set[int]:
     found.update(i.node for i in ir.inputs)
     for p in ir.params:
         found.update((p.node, p.default_node))
-    for values in (ir.lets, ir.terms, ir.metrics):
+    for values in (ir.lets, ir.terms, ir.metrics, ir.learned, ir.emas):
         found.update(v.node for v in values)
+    for state in ir.states:
+        found.update((state.node, state.init_node, state.update))
     return found

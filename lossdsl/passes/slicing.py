@@ -268,7 +268,11 @@ def _combine_across_slices(ir: SpecIR, node: Node, partial: tuple[str, ...]) -> 
 
 
 def _outputs(ir: SpecIR) -> list[int]:
-    return [v.node for v in (*ir.terms, *ir.metrics)] + list(ir.weights.values())
+    """What the finish graph gives: terms, metrics, weights, the states' updates and the
+    values reported beside them (states are read before the slices, updated after)."""
+    adaptive = [s.update for s in ir.states] + [s.node for s in ir.states]
+    adaptive += [p.node for p in ir.learned] + [e.node for e in ir.emas]
+    return [v.node for v in (*ir.terms, *ir.metrics)] + list(ir.weights.values()) + adaptive
 
 
 def _collect(

@@ -17,11 +17,28 @@ class InputError(ValueError):
     """A wrong input at run time: names the input, what was expected and what was passed."""
 
 
-class LossOutput(NamedTuple):
+class _LossOutputFields(NamedTuple):
     loss: torch.Tensor
     terms: dict[str, torch.Tensor]
     weights: dict[str, torch.Tensor]
     metrics: dict[str, torch.Tensor]
+
+
+class LossOutput(_LossOutputFields):
+    """`(loss, terms, weights, metrics)`, and `states`: the value of each state, learned
+    param and `ema` after the call, detached. `states` is an attribute, not a fifth item, so
+    `loss, terms, weights, metrics = out` unpacks as it always has."""
+
+    states: dict[str, torch.Tensor]
+
+    def __new__(cls, loss, terms, weights, metrics, states=None):  # type: ignore[no-untyped-def]
+        out = super().__new__(cls, loss, terms, weights, metrics)
+        out.states = {} if states is None else states
+        return out
+
+    def _replace(self, **changes: Any) -> LossOutput:
+        states = changes.pop("states", self.states)
+        return LossOutput(*super()._replace(**changes), states=states)
 
 
 _FLOATS = {"f64": torch.float64, "f32": torch.float32, "bf16": torch.bfloat16, "f16": torch.float16}
@@ -36,21 +53,59 @@ class LossRuntime:
     """Binds keyword inputs, checks them, carries params and `step` as tensors.
 
     The concrete class provides `SPEC` (plain data describing the spec) and `_graph`
-    (the lowered loss: `(*inputs, step, params) -> (loss, *terms, *weights, *metrics)`).
-    Params travel as one float64 vector, NaN where a param keeps its declared default
-    expression; they are kept on the host too, so changing one never reads the device.
+    (the lowered loss: `(*inputs, step, params, *learned, states, training) -> (loss,
+    *terms, *weights, *metrics, *reported, new states)`, the last four parts only for a
+    spec with learned params or states). Params travel as one float64 vector, NaN where a
+    param keeps its declared default expression; they are kept on the host too, so changing
+    one never reads the device. States are one float64 buffer, `state_values` (NaN: the
+    state starts at its INIT on the next call), replaced by the graph's new values after
+    each call (never written in place: the last call's backward may still read the old
+    values); learned params are `nn.Parameter`s in `learned`.
     """
 
     SPEC: dict[str, Any]
     param_values: torch.Tensor
+    state_values: torch.Tensor
     _graph: Any
 
-    def _init_runtime(self, params: dict[str, Any] | None = None) -> None:
+    def _init_runtime(self, params: dict[str, Any] | None = None, adaptive: bool = True) -> None:
+        """`adaptive=False`: the graph holds its learned params and states itself."""
         self._floats = [
             math.nan if p["default"] is None else p["default"] for p in self.SPEC["params"]
         ]
         self.register_buffer("param_values", _float64(self._floats), persistent=False)  # type: ignore[attr-defined]
+        learned = self.SPEC.get("learned", []) if adaptive else []
+        if learned:
+            self.learned = torch.nn.ParameterDict(
+                {p["name"]: torch.nn.Parameter(torch.tensor(float(p["init"]))) for p in learned}
+            )
+        if self.SPEC.get("states") and adaptive:
+            fresh = _float64([math.nan] * len(self.SPEC["states"]))
+            self.register_buffer("state_values", fresh)  # type: ignore[attr-defined]
         self.set_params(**(params or {}))
+
+    def reset_state(self) -> None:
+        """Every state starts again at its INIT on the next call (emas forget their past)."""
+        if self.SPEC.get("states"):
+            self.state_values = torch.full_like(self.state_values, math.nan)
+
+    def _adaptive_args(self, device: torch.device) -> list[torch.Tensor]:
+        """The graph's arguments after `params`: learned params, states, the module's mode."""
+        args: list[torch.Tensor] = [self.learned[p["name"]] for p in self.SPEC.get("learned", [])]
+        if self.SPEC.get("states"):
+            args += [self.state_values.to(device), self._mode(device)]
+        return args
+
+    def _mode(self, device: torch.device) -> torch.Tensor:
+        """`self.training` as a 0-d bool tensor, made once per mode and device."""
+        key = (bool(self.training), device)  # type: ignore[attr-defined]
+        if self.__dict__.get("_mode_key") != key:
+            self.__dict__["_mode_key"] = key
+            self.__dict__["_mode_tensor"] = torch.tensor(key[0], device=device)
+        return self.__dict__["_mode_tensor"]
+
+    def _keep_states(self, new_states: torch.Tensor) -> None:
+        self.state_values = new_states.detach()
 
     def set_params(self, **values: Any) -> None:
         """Change params for every later call; never rebuilds nor recompiles."""
@@ -87,16 +142,23 @@ class LossRuntime:
         args = [*tensors, self._step(step, self._compute_dtype(tensors), device)]
         if self.SPEC["params"]:
             args.append(self._params_on(device, params or {}))
+        args += self._adaptive_args(device)
         try:
             out = self._graph(*args)
         except (RuntimeError, IndexError) as error:
             raise self._call_error(error, tensors, sizes) from error
         n, terms, metrics = len(self.SPEC["terms"]), self.SPEC["terms"], self.SPEC["metrics"]
+        reported = self.SPEC.get("reported", [])
+        at = 1 + 2 * n + len(metrics)
+        values = out[at : at + len(reported)]
+        if self.SPEC.get("states") and len(out) > at + len(reported):
+            self._keep_states(out[at + len(reported)])
         return LossOutput(
             out[0],
             {name: t.detach() for name, t in zip(terms, out[1 : 1 + n], strict=True)},
             {name: w.detach() for name, w in zip(terms, out[1 + n : 1 + 2 * n], strict=True)},
-            {name: m.detach() for name, m in zip(metrics, out[1 + 2 * n :], strict=True)},
+            {name: m.detach() for name, m in zip(metrics, out[1 + 2 * n : at], strict=True)},
+            {name: v.detach() for name, v in zip(reported, values, strict=True)},
         )
 
     def _params_on(self, device: torch.device, overrides: dict[str, Any]) -> torch.Tensor:

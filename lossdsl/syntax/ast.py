@@ -123,6 +123,19 @@ class ParamDecl:
     choices: tuple[str, ...] = ()
     span: Span = Span("<unknown>", 1, 1, 1, 1)
     name_span: Span = Span("<unknown>", 1, 1, 1, 1)
+    learned: bool = False  # `param s = 0 learned`: a trainable scalar (an nn.Parameter)
+
+
+@dataclass(frozen=True)
+class StateDecl:
+    """`state NAME = INIT [in RANGE] update EXPR`: a scalar the module keeps across calls."""
+
+    name: str
+    value: Expr  # INIT: numbers, params and `step`, read when the state starts (or restarts)
+    range: Range | None
+    update: Expr  # the value after a training-mode call, from that call's values
+    span: Span
+    name_span: Span
 
 
 @dataclass(frozen=True)
@@ -151,7 +164,7 @@ class Minimize:
     span: Span
 
 
-Decl = Use | InputDecl | ParamDecl | DefDecl | ValueDecl | Minimize
+Decl = Use | InputDecl | ParamDecl | StateDecl | DefDecl | ValueDecl | Minimize
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,17 @@ from lossdsl.diagnostics import Diagnostic, LossSpecError, Span
 from lossdsl.resources import grammar_path
 from lossdsl.syntax import ast
 
-DECLARATION_KEYWORDS = ("use", "input", "param", "def", "let", "term", "minimize", "metric")
+DECLARATION_KEYWORDS = (
+    "use",
+    "input",
+    "param",
+    "state",
+    "def",
+    "let",
+    "term",
+    "minimize",
+    "metric",
+)
 
 # The comments the lexer skips, collected while one text is parsed (the Lark instance is shared,
 # so its callback appends to the list of the parse under way, if any).
@@ -156,6 +166,8 @@ _WORDS = {
     "RBRACE": "'}'",
     "GRAD": "'grad'",
     "IN": "'in'",
+    "LEARNED": "'learned'",
+    "UPDATE": "'update'",
     "ELLIPSIS": "'...'",
     "RANGE_OPEN": "'[' or '(' opening a range",
     "RANGE_CLOSE": "']' or ')' closing the range",
@@ -492,8 +504,21 @@ class _ToAst(Transformer_NonRecursive):
                 self._span(meta),
                 self._tok(name),
             )
-        value, _in, rng = children[1], children[2], children[3]
-        return ast.ParamDecl(str(name), value, rng, None, (), self._span(meta), self._tok(name))
+        value, learned, _in, rng = children[1], children[2], children[3], children[4]
+        return ast.ParamDecl(
+            str(name),
+            value,
+            rng,
+            None,
+            (),
+            self._span(meta),
+            self._tok(name),
+            learned=learned is not None,
+        )
+
+    def state_decl(self, meta, children):
+        name, init, _in, rng, _update, update = children
+        return ast.StateDecl(str(name), init, rng, update, self._span(meta), self._tok(name))
 
     def def_decl(self, meta, children):
         name, *rest = children

@@ -37,7 +37,7 @@ from lossdsl.syntax import ast
 from lossdsl.syntax.parser import parse
 
 CHOICES_WIDTH = 100  # where a long `{…}` of choices wraps
-ALIGNED_KINDS = ("input", "param", "let", "term", "metric")
+ALIGNED_KINDS = ("input", "param", "state", "let", "term", "metric")
 
 # Precedence, loosest first, as in grammar/loss.lark.
 OR, AND, NOT, COMPARE, ADD, MUL, UNARY, POWER, ATOM = range(1, 10)
@@ -241,6 +241,7 @@ def _decl_kind(decl: Any) -> str:
     return {
         ast.InputDecl: "input",
         ast.ParamDecl: "param",
+        ast.StateDecl: "state",
         ast.DefDecl: "def",
         ast.Use: "use",
         ast.Minimize: "minimize",
@@ -422,6 +423,8 @@ class _Printer:
             ]
         if isinstance(decl, ast.ParamDecl):
             return [f"param {decl.name}"]
+        if isinstance(decl, ast.StateDecl):
+            return [f"state {decl.name}"]
         if isinstance(decl, ast.ValueDecl):
             return [f"{decl.kind} {decl.name}"]
         return []
@@ -449,8 +452,16 @@ class _Printer:
                 self.choices(decl.choices, out, padding, strings[1:])
             else:
                 self.value(decl.value, out)
+                if decl.learned:
+                    out.write(" learned")
                 if decl.range is not None:
                     out.write(f" in {self.range(decl.range)}")
+        elif isinstance(decl, ast.StateDecl):
+            self.named(decl, f"state {decl.name}", decl.value, out, widths)
+            self.value(decl.value, out)
+            if decl.range is not None:
+                out.write(f" in {self.range(decl.range)}")
+            self.update(decl, out)
         elif isinstance(decl, ast.ValueDecl):
             self.named(decl, f"{decl.kind} {decl.name}", decl.value, out, widths)
             self.value(decl.value, out)
@@ -487,6 +498,21 @@ class _Printer:
         else:
             out.write(" ")
         self.expression(e, out)
+
+    def update(self, decl: ast.StateDecl, out: _Lines) -> None:
+        """` update EXPR`; on a line of its own (indented by 4) where the user put it on a
+        line after the state's start and range."""
+        keyword_end = self.source.before(self.source.offset(start(decl.update.span)))
+        line, col = self.source.position(keyword_end - len("update") + 1)
+        keyword = Span(decl.span.file, line, col, line, col + len("update"))
+        before = decl.range.span if decl.range is not None else decl.value.span
+        if line > before.end_line:
+            out.newline(4)
+            out.write("update", keyword)
+        else:
+            out.write(" ")
+            out.write("update", keyword)
+        self.value(decl.update, out)
 
     def input(self, decl: ast.InputDecl, out: _Lines, widths: list[int] | None) -> None:
         cells = self.cells(decl)

@@ -85,7 +85,7 @@ def _label(node: Node) -> str:
     if node.op == "const":
         value = node.attrs.get("value")
         return f"{value:g}" if isinstance(value, float) else str(value)
-    if node.op in ("input", "param", "step"):
+    if node.op in ("input", "param", "step", "state", "learned"):
         head = node.name or node.attrs.get("name") or node.op
     else:
         attrs = ", ".join(

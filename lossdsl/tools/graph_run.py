@@ -4,7 +4,9 @@
 IR node computed, its gradient, and the terms before they are detached. This module is the
 one place that knows how the backend lays out the graph (`backend/lowering.py`): which fx
 node computes which IR node, and the graph's calling convention
-`(*inputs, step, params) -> (loss, *terms, *weights, *metrics)`.
+`(*inputs, step, params, *learned, states, training) -> (loss, *terms, *weights, *metrics,
+…)`. A spec that adapts is run as its first training-mode call: learned params at their
+INIT, every state starting at its INIT.
 """
 
 from __future__ import annotations
@@ -80,6 +82,10 @@ def bind(
                 raise ToolError(f"`{name}` is not a param of {ir.name}")
             values[index] = float(value)
         arguments.append(torch.tensor(values, dtype=torch.float64))
+    arguments += [torch.tensor(p.init, dtype=torch.float64) for p in ir.learned]
+    if ir.states:  # NaN: each state starts at its INIT; a training-mode call
+        arguments += [torch.full((len(ir.states),), math.nan, dtype=torch.float64)]
+        arguments.append(torch.tensor(True))
     return arguments
 
 
@@ -112,9 +118,10 @@ def split_outputs(ir: SpecIR, outputs: tuple[torch.Tensor, ...]) -> dict[str, An
     """The graph's outputs by role: the loss, and terms, weights and metrics by name."""
     n = len(ir.terms)
     names = [t.name for t in ir.terms]
+    end = 1 + 2 * n + len(ir.metrics)  # then what a spec that adapts reports
     return {
         "loss": outputs[0],
         "terms": dict(zip(names, outputs[1 : 1 + n], strict=True)),
         "weights": dict(zip(names, outputs[1 + n : 1 + 2 * n], strict=True)),
-        "metrics": dict(zip([m.name for m in ir.metrics], outputs[1 + 2 * n :], strict=True)),
+        "metrics": dict(zip([m.name for m in ir.metrics], outputs[1 + 2 * n : end], strict=True)),
     }

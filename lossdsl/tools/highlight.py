@@ -22,8 +22,18 @@ from pygments.token import (
 
 from lossdsl.ops.table import CALLABLE_NAMES
 
-DECLARATIONS = ("loss", "use", "input", "param", "def", "let", "term", "minimize", "metric")
-DECLARATIONS_V2 = ("state",)
+DECLARATIONS = (
+    "loss",
+    "use",
+    "input",
+    "param",
+    "state",
+    "def",
+    "let",
+    "term",
+    "minimize",
+    "metric",
+)
 MODIFIERS = ("grad", "in", "update", "learned")
 DTYPES = ("float", "int", "bool", "f64", "f32", "bf16", "f16")
 BUILTIN_VALUES = ("step", "inf", "pi", "world_size")
@@ -48,7 +58,7 @@ class LossLexer(RegexLexer):
             (r'"""[\s\S]*?"""', String.Doc),
             (r'"[^"\n]*"', String),
             (
-                r"^(" + "|".join(DECLARATIONS + DECLARATIONS_V2) + r")(\s+)",
+                r"^(" + "|".join(DECLARATIONS) + r")(\s+)",
                 bygroups(Keyword.Declaration, Whitespace),
             ),
             (words(MODIFIERS, suffix=r"\b"), Keyword),
@@ -121,7 +131,7 @@ def textmate_grammar() -> dict[str, object]:
             "docstring": {"name": "string.quoted.docstring.loss", "begin": '"""', "end": '"""'},
             "string": {"name": "string.quoted.double.loss", "match": '"[^"\\n]*"'},
             "declaration": {
-                "match": rf"^\s*{alternatives(DECLARATIONS + DECLARATIONS_V2)}\s+({name})?",
+                "match": rf"^\s*{alternatives(DECLARATIONS)}\s+({name})?",
                 "captures": {
                     "1": {"name": "keyword.other.declaration.loss"},
                     "2": {"name": "entity.name.loss"},

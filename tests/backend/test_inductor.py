@@ -95,3 +95,24 @@ def test_bf16_logits_are_upcast_inside_the_kernels_not_copied():
         line for line in buffers if "torch.float32" in line and ", s" in line.split(")")[0]
     ]
     assert buffers and not full_size, full_size
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32], ids=["f64", "f32"])
+def test_inductor_keeps_the_adaptive_kl_controllers_updates_in_float64_and_float32(dtype):
+    """In-place updates of a 0-d float64 tensor inside a compiled region are lost with
+    Inductor (torch 2.13); the module's states must follow the eager ones in both dtypes."""
+    torch._dynamo.reset()
+    counters.clear()
+    params = {"kl_ctl": "adaptive", "kl_coef": 0.2, "kl_target": 0.05, "kl_horizon": 20}
+    compiled = lossdsl.load("ppo", params=params, compile=True).to(dtype)
+    eager = lossdsl.load("ppo", params=params).to(dtype)
+    torch.manual_seed(0)
+    for call in range(4):
+        x = {k: v.to(dtype) if v.is_floating_point() else v for k, v in ppo_batch(3, 4).items()}
+        x["ref_logp"] = (-torch.rand(3, 4, dtype=dtype) - 0.5 * call).clamp(max=-1e-3)
+        got, want = compiled(**x), eager(**x)
+        torch.testing.assert_close(got.states["kl_beta"], want.states["kl_beta"])
+    assert float(eager.state_values[0]) != 0.2  # the controller moved β
+    torch.testing.assert_close(compiled.state_values, eager.state_values)
+    assert compiled.state_values.dtype == dtype
+    assert counters["stats"]["unique_graphs"] == 1

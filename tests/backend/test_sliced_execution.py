@@ -139,6 +139,7 @@ FROM_HEADS = [
             "advantages",
             "returns",
             "mask",
+            "ref_logp",
         },
     ),
     ("grpo", {"hidden", "head", "actions", "old_logp", "ref_logp", "advantages", "mask"}),

@@ -330,9 +330,12 @@ def raw_terms(
 
     original = module.__dict__["_graph"]
     module.__dict__["_graph"] = run
+    training = module.training
+    module.eval()  # states (an ema's average) are the optimizer's constants too: keep them
     try:
         module(step=step, **inputs)
     finally:
+        module.train(training)
         module.__dict__["_graph"] = original
     (outputs,) = captured
     names = module.SPEC["terms"]

@@ -192,6 +192,12 @@ def ppo(
     ent_coef=None,
     agg="token_mean",
     step=0,
+    ref_logp=None,
+    kl_coef=0.0,
+    kl_type="k3",
+    kl_ctl="fixed",
+    kl_target=6.0,
+    kl_horizon=10000,
 ):
     """PPO clipped surrogate + clipped value loss + entropy bonus, token level.
 
@@ -200,9 +206,13 @@ def ppo(
     dual clip (Ye et al. 2020, arXiv:1912.09729 Eq. 5): where A < 0,
     pg = min(pg, -A·c)), `compute_value_loss` (0.5 · agg(max((v-R)², (clip(v, v_old±ε_v)-R)²))),
     `compute_entropy_loss` (agg of token entropy); `agg_loss` for every term.
-    Total = pg + vf_coef·vf - ent_coef·entropy (verl dp_actor / critic).
+    Total = pg + vf_coef·vf - ent_coef·entropy (verl dp_actor / critic), plus
+    kl_coef·agg(kl estimate against `ref_logp`, 0 when not given), as `grpo` adds it
+    (fixed β; `adaptive_kl_beta` below is the adaptive controller's sequence of β).
     ent_coef default: linear(0.01, 0.0, steps=10000) of `step`.
     """
+    assert kl_ctl == "fixed", "the adaptive β depends on the calls before: adaptive_kl_beta"
+    del kl_target, kl_horizon
     if ent_coef is None:
         ent_coef = linear_schedule(0.01, 0.0, 10000, step)
     logp_all = torch.log_softmax(logits, dim=-1)
@@ -226,11 +236,18 @@ def ppo(
     tok_entropy = -(probs * logp_all).sum(-1)
     entropy = agg_loss(tok_entropy, mask, agg)
 
+    if ref_logp is None:
+        ref_logp = torch.zeros_like(logp)
+    kl_tok = kl_estimate(logp, ref_logp, kl_type)
+    kl = agg_loss(kl_tok, mask, agg)
+
     out = {
-        "loss": policy + vf_coef * value - ent_coef * entropy,
+        "loss": policy + vf_coef * value - ent_coef * entropy + kl_coef * kl,
         "policy": policy,
         "value": value,
         "entropy": entropy,
+        "kl": kl,
+        "kl_per_seq": sequence_kl(kl_tok, mask),
     }
     out.update(_clip_metrics(ratio, advantages, mask, clip_low, clip_high, lr))
     dual = (clip_loss > pg3) & (advantages < 0)
@@ -241,6 +258,25 @@ def ppo(
     )
     out["vf_clip_frac"] = masked_mean((vf2 > vf1).to(ratio.dtype), mask)
     return out
+
+
+def sequence_kl(kl_tok: Tensor, mask: Tensor) -> Tensor:
+    """TRL's `mean_kl` (PPOTrainer before v0.12, `step`): each sequence's summed KL
+    estimate over its tokens, averaged over the batch's sequences."""
+    return (kl_tok * mask).sum(-1).mean()
+
+
+def adaptive_kl_beta(beta: float, kls: list[float], n: int, target: float, horizon: float):
+    """The adaptive KL controller's β after each call (Ziegler et al. 2019,
+    arXiv:1909.08593 §2.2; TRL `AdaptiveKLController.update`, OpenRLHF
+    `AdaptiveKLController.update`): e = clip(KL / target - 1, -0.2, 0.2),
+    β ← β · (1 + e · n / horizon)."""
+    betas = []
+    for kl in kls:
+        error = min(max(kl / target - 1, -0.2), 0.2)
+        beta = beta * (1 + error * n / horizon)
+        betas.append(beta)
+    return betas
 
 
 def awr(*, logp, values, returns, temperature=1.0, max_weight=20.0, vf_coef=1.0):
@@ -539,6 +575,50 @@ def dpo(
     rr = (beta * (policy_rejected_logps - reference_rejected_logps)).detach()
     out = {"loss": losses.mean(), "dpo": losses.mean()}
     out.update(_reward_metrics(cr, rr))
+    return out
+
+
+class RunningMoments:
+    """TRL `trainer/utils.py::RunningMoments` (one process): a running mean and variance
+    of the values passed to `update`, starting at mean 0, variance 1, count 1e-24
+    (Chan et al.'s parallel update of the moments). In float64, where TRL casts each
+    batch's moments to float32 before the update."""
+
+    def __init__(self) -> None:
+        self.mean, self.var, self.count = 0.0, 1.0, 1e-24
+
+    def update(self, xs: Tensor) -> None:
+        xs_count = xs.numel()
+        xs_var, xs_mean = torch.var_mean(xs.double(), unbiased=False)
+        delta = float(xs_mean) - self.mean
+        total = self.count + xs_count
+        old_sum = self.var * self.count + delta**2 * self.count * xs_count / total
+        self.var = (old_sum + float(xs_var) * xs_count) / total
+        self.mean += delta * xs_count / total
+        self.count = total
+
+
+def bco_pair(
+    *,
+    policy_chosen_logps,
+    policy_rejected_logps,
+    reference_chosen_logps,
+    reference_rejected_logps,
+    running: RunningMoments,
+    beta=0.1,
+):
+    """BCO-pair, TRL `DPOTrainer.dpo_loss` with loss_type "bco_pair" (Jung et al. 2024,
+    arXiv:2404.04656): rewards r = β·(logπ - logπ_ref); the running mean δ of the batches'
+    mean reward (`running`, updated first, in place); loss = mean(-logσ(r_c - δ) -
+    logσ(-(r_r - δ)))."""
+    chosen_rewards = beta * (policy_chosen_logps - reference_chosen_logps)
+    rejected_rewards = beta * (policy_rejected_logps - reference_rejected_logps)
+    running.update(torch.cat((chosen_rewards, rejected_rewards), 0).mean().detach())
+    delta = running.mean
+    losses = -F.logsigmoid(chosen_rewards - delta) - F.logsigmoid(-(rejected_rewards - delta))
+    out = {"loss": losses.mean(), "bco_pair": losses.mean()}
+    out.update(_reward_metrics(chosen_rewards.detach(), rejected_rewards.detach()))
+    out["running_reward"] = torch.tensor(delta, dtype=torch.float64)
     return out
 
 

@@ -94,7 +94,9 @@ def test_ppo_gradient_norms_equal_autograds() -> None:
     policy = gradient(vf_coef=0.0, ent_coef=0.0)
     value = [a - b for a, b in zip(gradient(vf_coef=1.0, ent_coef=0.0), policy, strict=True)]
     entropy = [b - a for a, b in zip(gradient(vf_coef=0.0, ent_coef=1.0), policy, strict=True)]
-    expected = {"policy": policy, "value": value, "entropy": entropy}
+    kl_only = gradient(vf_coef=0.0, ent_coef=0.0, kl_coef=1.0)
+    kl = [b - a for a, b in zip(policy, kl_only, strict=True)]
+    expected = {"policy": policy, "value": value, "entropy": entropy, "kl": kl}
     out = module(**inputs)
     for term in report.terms:
         assert term.value == pytest.approx(float(out.terms[term.name]), rel=1e-9)
