@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import itertools
 import math
-import time
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -654,16 +653,3 @@ def test_mse_gradient_is_not_bounded() -> None:
 def test_known_nonnegative(name: str) -> None:
     bounds = Interval.parse(only_term(name)["bounds"])
     assert bounds.lo >= 0, bounds
-
-
-# ---- speed -------------------------------------------------------------------------------------
-
-
-def test_analysing_the_whole_stdlib_takes_under_a_second() -> None:
-    check_reference(STDLIB[0])  # warm-up: imports, grammar tables
-    start = time.perf_counter()
-    for name in STDLIB:
-        check_reference(name)
-    elapsed = time.perf_counter() - start
-    print(f"front end on {len(STDLIB)} stdlib specs: {elapsed:.3f} s")
-    assert elapsed < 1.0, f"{elapsed:.3f} s for {len(STDLIB)} specs"
