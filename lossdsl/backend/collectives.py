@@ -18,6 +18,7 @@ receive those totals (`_Lowering.bind_spec_inputs`).
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -55,6 +56,29 @@ def resolve(group: Any = None) -> Collectives:
 def global_sums(ir: SpecIR) -> tuple[int, ...]:
     """The `global_sum` nodes of a spec, in the order of the IR (the order of the totals)."""
     return tuple(node.id for node in ir.nodes if node.op == "global_sum")
+
+
+def totals_signature(ir: SpecIR) -> tuple[str, ...]:
+    """What each `global_sum` of a spec sums, spelled out from the inputs and params up: two
+    variants (other derived inputs computed) whose signatures agree take the same totals."""
+    spelled: dict[int, str] = {}
+    for node in ir.nodes:  # SSA order: the arguments are spelled first
+        named = node.name if node.op in ("input", "param") else ""
+        attrs = sorted((k, repr(v)) for k, v in node.attrs.items())
+        args = ",".join(spelled[a] for a in node.args)
+        text = f"{node.op}[{named}]{attrs}{node.type.kind}{tuple(node.type.dims)}({args})"
+        spelled[node.id] = hashlib.sha256(text.encode()).hexdigest()
+    return tuple(spelled[g] for g in global_sums(ir))
+
+
+def read_inputs(graph_module: fx.GraphModule, ir: SpecIR) -> frozenset[str]:
+    """The inputs of the spec that a graph of it reads (its placeholders with users)."""
+    names = {spec.name for spec in ir.inputs}
+    return frozenset(
+        str(node.target)
+        for node in graph_module.graph.nodes
+        if node.op == "placeholder" and node.users and str(node.target) in names
+    )
 
 
 def all_reduce(totals: Sequence[torch.Tensor], group: Any = None) -> list[torch.Tensor]:
@@ -112,9 +136,11 @@ def _global_sum(low: _Lowering, node: Node, args: list[Value]) -> Value:
 
 def _world_size(low: _Lowering, node: Node, args: list[Value]) -> Value:
     collectives = low.collectives
-    if collectives.at_run_time:
-        ranks = fx.Proxy(low.graph.call_function(core.world_size, ()), low.tracer)
-        return torch.full_like(low.step, 1.0) * ranks
+    if collectives.at_run_time:  # one lookup per call, however often the spec reads it
+        if "_world_size" not in low.__dict__:
+            ranks = fx.Proxy(low.graph.call_function(core.world_size, ()), low.tracer)
+            low.__dict__["_world_size"] = low.step * 0 + ranks
+        return low.__dict__["_world_size"]
     return float(collectives.size)
 
 

@@ -15,7 +15,9 @@ from lossdsl.backend.collectives import (
     all_reduce,
     global_sums,
     lower_arguments,
+    read_inputs,
     resolve,
+    totals_signature,
 )
 from lossdsl.backend.compiled import CompiledGraph, contracted
 from lossdsl.backend.lowering import lower, readable_code
@@ -113,18 +115,19 @@ class LossModule(LossRuntime, nn.Module):
         self, step: Any = 0, params: dict[str, Any] | None = None, **inputs: torch.Tensor
     ) -> Any:
         self._use_variant_of(inputs)
-        if self._step_totals is not None and self._step_totals.variant != _variant_key(self.ir):
+        totals = self._step_totals
+        if totals is not None and totals.signature != totals_signature(self.ir):
             raise InputError(
-                f"{self.SPEC['name']}: this call is of another variant than the micro-batches "
-                f"given to begin_step ({_describe_variant(self._step_totals.variant)}, this call: "
-                f"{_describe_variant(_variant_key(self.ir))}): every call of a step passes "
-                "the same inputs and static choices as begin_step was given"
+                f"{self.SPEC['name']}: this call's global_sum() arguments are not those the "
+                f"totals of begin_step were summed for ({_describe_variant(totals.variant)}, "
+                f"this call: {_describe_variant(_variant_key(self.ir))}): pass begin_step the "
+                "inputs its global_sum() arguments read as the calls of the step pass them"
             )
         return super().forward(step, params, **inputs)
 
-    def _use_variant_of(self, inputs: dict[str, Any]) -> None:
+    def _use_variant_of(self, inputs: dict[str, Any], check: bool = True) -> None:
         """Install the graph for the derived inputs this call computes, the group as it is
-        now and the step mode; check what the call passes against that variant."""
+        now and the step mode; check what the call passes against that variant (`check`)."""
         derivations = self.ir.derivations
         computed = (
             derivations.computed_for(inputs) if derivations.reads else frozenset(self.ir.computed)
@@ -133,7 +136,7 @@ class LossModule(LossRuntime, nn.Module):
         stepped = self._step_totals is not None and bool(global_sums(ir))
         if self.__dict__["_installed"] != (_variant_key(ir), resolve(self._group), stepped):
             self._install(ir)
-        if derivations.reads:
+        if derivations.reads and check:
             self._check_variant_inputs(inputs)
 
     # ---- micro-batches of one optimizer step (LANGUAGE.md "Data parallel") -----------------
@@ -152,40 +155,44 @@ class LossModule(LossRuntime, nn.Module):
             raise InputError("begin_step takes at least one micro-batch; got an empty list")
         self._step_totals = None  # a new step: the totals of the last one no longer apply
         sums: list[torch.Tensor] | None = None
-        variant: tuple | None = None
+        first: tuple[tuple, tuple[str, ...]] | None = None
         for index, call in enumerate(micro_batches):
             if not isinstance(call, Mapping):
                 raise InputError(
                     f"begin_step: micro-batch {index} is a {type(call).__name__}, not a dict "
                     "of keyword arguments"
                 )
-            values, this_variant = self._global_sum_arguments(dict(call))
-            if variant is not None and this_variant != variant:
+            values, variant, signature = self._global_sum_arguments(dict(call))
+            if first is not None and signature != first[1]:
                 raise InputError(
-                    f"begin_step: micro-batch {index} is of another variant than micro-batch "
-                    f"0 ({_describe_variant(this_variant)}, micro-batch 0: "
-                    f"{_describe_variant(variant)}): every micro-batch of a step passes the "
+                    f"begin_step: micro-batch {index} sums other global_sum() arguments than "
+                    f"micro-batch 0 ({_describe_variant(variant)}, micro-batch 0: "
+                    f"{_describe_variant(first[0])}): every micro-batch of a step passes the "
                     "same inputs"
                 )
-            variant = this_variant
+            first = first or (variant, signature)
             sums = values if sums is None else _added(sums, values, index, self.ir)
-        assert sums is not None and variant is not None
+        assert sums is not None and first is not None
         if not sums:
             return  # the spec has no global_sum: nothing to sum up
-        self._step_totals = StepTotals(variant, all_reduce(sums, self._group))
+        self._step_totals = StepTotals(*first, all_reduce(sums, self._group))
 
     def end_step(self) -> None:
         """Forget the totals of `begin_step`: later calls sum over ranks within each call."""
         self._step_totals = None
 
-    def _global_sum_arguments(self, call: dict[str, Any]) -> tuple[list[torch.Tensor], tuple]:
-        """The arguments of the spec's `global_sum`s on one micro-batch, and its variant."""
+    def _global_sum_arguments(
+        self, call: dict[str, Any]
+    ) -> tuple[list[torch.Tensor], tuple, tuple[str, ...]]:
+        """The arguments of the spec's `global_sum`s on one micro-batch, its variant and what
+        those arguments are (`totals_signature`). The call may leave out every input the
+        arguments do not read (logits that do not exist yet, when a mask is what is counted)."""
         step = call.pop("step", 0)
         params = call.pop("params", None)
-        self._use_variant_of(call)
+        self._use_variant_of(call, check=False)
         ir = self.ir
-        graph = _arguments_graph(ir, self.__dict__.setdefault("_argument_graphs", {}))
-        tensors, sizes = self._bind(call)
+        graph, read = _arguments_graph(ir, self.__dict__.setdefault("_argument_graphs", {}))
+        tensors, sizes = self._bind(call, unread=frozenset(s.name for s in ir.inputs) - read)
         device = tensors[0].device if tensors else self.param_values.device
         args = [*tensors, self._step(step, self._compute_dtype(tensors), device)]
         if self.SPEC["params"]:
@@ -195,7 +202,7 @@ class LossModule(LossRuntime, nn.Module):
                 values = list(graph(*args))
         except (RuntimeError, IndexError) as error:
             raise self._call_error(error, tensors, sizes) from error
-        return values, _variant_key(ir)
+        return values, _variant_key(ir), totals_signature(ir)
 
     def _check_variant_inputs(self, inputs: dict[str, Any]) -> None:
         """Derived inputs: say which inputs a call leaves unused, or what else it could pass."""
@@ -279,9 +286,11 @@ class LossModule(LossRuntime, nn.Module):
 
 @dataclass(frozen=True)
 class StepTotals:
-    """The totals of one optimizer step's `global_sum`s, for the variant they were made for."""
+    """The totals of one optimizer step's `global_sum`s, for the variant they were made for
+    and what they sum (`totals_signature`)."""
 
     variant: tuple
+    signature: tuple[str, ...]
     totals: list[torch.Tensor]
 
 
@@ -317,10 +326,12 @@ def _describe_variant(key: tuple) -> str:
     return "; ".join(parts)
 
 
-def _arguments_graph(ir: SpecIR, graphs: dict[tuple, Any]) -> Any:
+def _arguments_graph(ir: SpecIR, graphs: dict[tuple, Any]) -> tuple[Any, frozenset[str]]:
+    """The graph of the `global_sum` arguments of a variant, and the inputs it reads."""
     key = _variant_key(ir)
     if key not in graphs:
-        graphs[key] = lower_arguments(ir).forward
+        graph_module = lower_arguments(ir)
+        graphs[key] = (graph_module.forward, read_inputs(graph_module, ir))
     return graphs[key]
 
 

@@ -9,6 +9,8 @@ ranks: test_distributed.py.)
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 import torch
 
@@ -32,7 +34,7 @@ def grpo_batch(seed: int = 0) -> dict[str, torch.Tensor]:
 
 
 def split(batch: dict[str, torch.Tensor], bounds: list[int]) -> list[dict[str, torch.Tensor]]:
-    return [{k: v[a:b] for k, v in batch.items()} for a, b in zip(bounds, bounds[1:])]
+    return [{k: v[a:b] for k, v in batch.items()} for a, b in itertools.pairwise(bounds)]
 
 
 def whole_and_accumulated(spec: str, params: dict, bounds: list[int]) -> tuple:
@@ -93,18 +95,44 @@ def test_begin_step_refuses_what_is_not_a_list_of_calls():
         loss_fn.begin_step([batch, (1, 2)])
 
 
-def test_a_call_of_another_variant_than_the_step_is_an_input_error():
-    """The totals belong to the variant they were summed for: a call deriving other inputs
-    (logits and actions instead of log-probs) cannot use them."""
-    loss_fn = lossdsl.load("grpo", compile=False)
+def test_begin_step_needs_only_what_the_global_sums_read():
+    """A trainer knows the masks of a step before it runs the model: begin_step takes just
+    them, and the calls that follow pass logits and actions (a variant deriving `logp`)."""
+    g = torch.Generator().manual_seed(2)
     batch = grpo_batch()
-    loss_fn.begin_step([batch])
-    g = torch.Generator().manual_seed(1)
-    other = {k: v for k, v in batch.items() if k != "logp"}
-    other["logits"] = torch.randn(B, T, 3, generator=g, dtype=torch.float64)
-    other["actions"] = torch.randint(0, 3, (B, T), generator=g)
-    with pytest.raises(InputError, match="another variant than the micro-batches"):
-        loss_fn(**other)
+    del batch["logp"]
+    logits = torch.randn(B, T, 3, generator=g, dtype=torch.float64, requires_grad=True)
+    batch.update(logits=logits, actions=torch.randint(0, 3, (B, T), generator=g))
+    whole_fn = lossdsl.load("grpo", params={"agg": "seq_mean_token_mean"}, compile=False)
+    want = torch.autograd.grad(whole_fn(**batch).loss, logits)[0]
+    loss_fn = lossdsl.load("grpo", params={"agg": "seq_mean_token_mean"}, compile=False)
+    calls = split(batch, [0, 4, 6])
+    loss_fn.begin_step([{"mask": call["mask"]} for call in calls])
+    got = torch.autograd.grad(sum(loss_fn(**call).loss for call in calls), logits)[0]
+    torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-12)
+
+
+DERIVED_COUNT = """loss derived_count
+input x : float[B] grad
+input w : float[B]
+input n : float[B] = w * 2
+term t = sum(x) / max(global_sum(sum(n)), 1)
+"""
+
+
+def test_a_call_summing_other_global_sum_arguments_than_the_step_is_an_input_error():
+    """Where a `global_sum` reads a derived input, the totals of a step that passed it do
+    not serve a call that computes it (or the other way round); nor does a step whose
+    micro-batches differ so."""
+    loss_fn = lossdsl.load_text(DERIVED_COUNT, compile=False)
+    x, w = torch.randn(4, dtype=torch.float64), torch.ones(4, dtype=torch.float64)
+    loss_fn.begin_step([{"n": 2 * w}])
+    with pytest.raises(InputError, match="not those the totals of begin_step were summed for"):
+        loss_fn(x=x, w=w)
+    with pytest.raises(InputError, match="micro-batch 1 sums other global_sum"):
+        loss_fn.begin_step([{"n": 2 * w}, {"w": w}])
+    with pytest.raises(InputError, match="missing input `w`"):
+        loss_fn.begin_step([{"x": x}])
 
 
 def test_micro_batches_whose_sums_differ_in_shape_are_an_input_error():
