@@ -13,7 +13,7 @@ Conventions shared by every function (and by the specs):
   sequence or batch gives 0, never NaN (frameworks divide by the raw count,
   or add 1e-8; the two agree whenever the mask is not empty).
 * Sequence-level means (`seq_mean_*`) average over the sequences with at least
-  one unmasked token (NeMo RL's `sample_mask` semantics; verl 0.9's `agg_loss` when
+  one unmasked token (NeMo RL's `sample_mask` semantics; verl 0.9.1's `agg_loss` when
   no `global_batch_size` is given). TRL averages over every row of the batch; the
   two agree whenever no row is fully masked, and ours makes "masking a sample =
   dropping it" hold for every mode.
@@ -69,7 +69,7 @@ def masked_max(x: Tensor, mask: Tensor) -> Tensor:
 
 
 def agg_loss(loss_mat: Tensor, mask: Tensor, mode: str, loss_scale_factor: float = 0) -> Tensor:
-    """verl 0.9 `core_algos.agg_loss` (loss_agg_mode with `-` spelled `_`), dp_size 1.
+    """verl 0.9.1 `core_algos.agg_loss` (loss_agg_mode with `-` spelled `_`), dp_size 1.
 
     token_mean:               Σ_bt x·m / Σ_bt m
     token_sum:                Σ_bt x·m
@@ -130,7 +130,7 @@ def kl_estimate(
 
     logr = clamp(ref - logp, ±20); k1 = -logr; k2 = logr²/2; k3 = exp(logr) - 1 - logr;
     output clamped to ±10. (verl `kl_penalty_forward` clamps only k3 this way.)
-    verl 0.9 `kl_penalty`: "abs" = |log π - log π_ref| (here |k1|, so with k1's clamps);
+    verl 0.9.1 `kl_penalty`: "abs" = |log π - log π_ref| (here |k1|, so with k1's clamps);
     "k1+" / "k3+" (k1_plus, k3_plus): straight-through, the forward value of k1 / k3 and
     the gradient of k2 = ½(log π - log π_ref)² without clamps.
     """
@@ -183,7 +183,7 @@ def reinforce(*, logp, values, returns, mask, vf_coef=0.5, agg="token_mean", los
     Williams 1992 ("Simple statistical gradient-following algorithms", Eq. 11 with
     reinforcement baseline b); Sutton & Barto 2018 §13.4 "REINFORCE with Baseline":
     δ = G - v̂(s), θ ← θ + α δ ∇ln π(a|s), w ← w + α δ ∇v̂(s). As losses:
-    policy = agg(-ln π · sg(G - v̂)), value = agg(½ (v̂ - G)²) (verl 0.9
+    policy = agg(-ln π · sg(G - v̂)), value = agg(½ (v̂ - G)²) (verl 0.9.1
     `compute_policy_loss_reinforce` aggregates with any loss_agg_mode).
     """
     adv = (returns - values).detach()
@@ -312,7 +312,7 @@ def policy_losses(
     tau_pos=1.0,
     tau_neg=1.05,
 ) -> Tensor:
-    """Per-token policy losses of verl 0.9 `core_algos` (`@register_policy_loss` names),
+    """Per-token policy losses of verl 0.9.1 `core_algos` (`@register_policy_loss` names),
     before aggregation, with r = exp(clamp(logp - old_logp, ±20)):
 
     vanilla   max(-A·r, -A·clip(r, 1-ε_lo, 1+ε_hi)), dual clip optional
@@ -378,7 +378,7 @@ def grpo(
 ):
     """GRPO: a per-token policy loss with a KL penalty to the reference.
 
-    Shao et al. 2024 (DeepSeekMath, arXiv:2402.03300) Eq. 3; verl 0.9
+    Shao et al. 2024 (DeepSeekMath, arXiv:2402.03300) Eq. 3; verl 0.9.1
     `compute_policy_loss_*` (`policy_losses`) + `agg_loss` (modes), TRL
     `GRPOTrainer._compute_loss` (loss_type "grpo" = seq_mean_token_mean, "bnpo" =
     token_mean); KL estimator NeMo RL `calculate_kl` (±20 input, ±10 output clamps) and
@@ -532,7 +532,7 @@ def gmpo(*, logp, old_logp, advantages, mask, clip_low=0.4, clip_high=0.4):
     """GMPO: geometric mean of the token ratios, clipped per token in log space.
 
     Zhao et al. 2025 ("Geometric-Mean Policy Optimization", arXiv:2507.20673) Eq. 7
-    (clip range (e^-0.4, e^0.4)); verl 0.9 `compute_policy_loss_geo_mean`:
+    (clip range (e^-0.4, e^0.4)); verl 0.9.1 `compute_policy_loss_geo_mean`:
     c = sgn(A)·min(sgn(A)·log r, sgn(A)·clip(log r, -ε_lo, ε_hi)), s_i = exp(mean_t c),
     loss = mean_i(-A_i·s_i); here the mean over the non-empty sequences, without verl's
     1e-8 in the token counts, with the mean log-ratio capped at 20.
@@ -576,7 +576,7 @@ def cispo(
     MiniMax-M1 (arXiv:2506.13585) Eq. 4-5: J = 1/Σ|o_i| Σ_i Σ_t sg(r̂_it) Â_it log π(o_it),
     r̂ = clip(r, 1-ε_low^IS, 1+ε_high^IS) (no lower bound in the paper: ε_low = 1 here).
     TRL loss_type "cispo" writes the cap as `epsilon_high` itself (= 1 + clip_high here);
-    verl 0.9 `compute_policy_loss_cispo` aggregates with any loss_agg_mode.
+    verl 0.9.1 `compute_policy_loss_cispo` aggregates with any loss_agg_mode.
     """
     lr = log_ratio(logp, old_logp)
     ratio = torch.exp(lr)
@@ -594,7 +594,7 @@ def cispo(
 def rollout_is_weights(
     old_logp, rollout_logp, mask, level="token", mode="clamp", cap=2.0, low=0.5, normalize=False
 ):
-    """verl 0.9 `rollout_corr_helper.compute_rollout_correction_weights` with
+    """verl 0.9.1 `rollout_corr_helper.compute_rollout_correction_weights` with
     log_ratio = old_logp - rollout_logp, before it masks padding: per token exp(clamp(lr,
     ±20)); per sequence exp(clamp(Σ_t lr·m, ±20)) for every token of it; TIS (a single
     threshold) min(w, cap), IcePop ("lower_upper") w·[low ≤ w ≤ cap]; batch
@@ -645,7 +645,7 @@ def tis(
     mismatch.
 
     Yao et al. 2025 "Your efficient RL framework secretly brings you off-policy RL
-    training" (fengyao.notion.site/off-policy-rl); verl 0.9 rollout correction
+    training" (fengyao.notion.site/off-policy-rl); verl 0.9.1 rollout correction
     (`rollout_is_weights`) applied as `compute_policy_loss_vanilla` does (pg · w, then
     agg_loss); NeMo RL `ClippedPGLossFn` "icepop" = tis_mode "mask". w is a constant.
     """
@@ -685,7 +685,8 @@ def kl_penalty(*, logp, ref_logp, mask, kl_type="k3"):
 
 
 def _dpo_losses(pc, pr, rc, rr, beta, label_smoothing, loss_type):
-    """TRL `DPOTrainer.dpo_loss` (trl/trainer/dpo_trainer.py), per-pair losses."""
+    """The per-pair losses of TRL's `DPOConfig.loss_type`s (TRL 1.16 computes them inside
+    `DPOTrainer`'s loss; older releases had a `dpo_loss` method)."""
     logratios = pc - pr
     ref_logratios = rc - rr
     logits = logratios - ref_logratios
@@ -747,7 +748,7 @@ def dpo(
 
     Rafailov et al. 2023 (arXiv:2305.18290) Eq. 7; label smoothing = conservative DPO
     (Mitchell 2023); robust = Chowdhury et al. 2024 (arXiv:2403.00409) Eq. 21; TRL
-    `DPOTrainer.dpo_loss` for every loss type, mean over pairs.
+    1.16 `DPOConfig.loss_type` for every loss type, mean over pairs.
     """
     losses = _dpo_losses(
         policy_chosen_logps,
