@@ -53,14 +53,16 @@ def load(
     backend: str = "inductor",
     mode: str | None = None,
     chunk: int | str | None = None,
+    group: Any = None,
 ) -> Any:
     """Compile a spec into a `LossModule`: a path, else a standard-library name (`"ppo"` or
     `"rl/ppo"`); a file at that path, from the working directory, wins over a standard spec.
 
     `chunk=N` runs it in slices of N rows (`"auto"`: a size chosen from the shapes) so that
     no `[rows, V]` intermediate larger than a slice is alive (docs/language.md, "Memory at
-    vocabulary scale"). A `.pt2` written by `lossdsl compile --export` loads too (its graph
-    is already built)."""
+    vocabulary scale"). `group`: the torch.distributed process group `global_sum` and
+    `world_size` refer to (the default group when omitted; docs/distributed.md). A `.pt2`
+    written by `lossdsl compile --export` loads too (its graph is already built)."""
     import_torch()
     from lossdsl.backend.module import LossModule
 
@@ -79,7 +81,14 @@ def load(
     ir = rebuild({})
     warn_about(ir)
     return LossModule(
-        ir, rebuild, params=params, compile=compile, backend=backend, mode=mode, chunk=chunk
+        ir,
+        rebuild,
+        params=params,
+        compile=compile,
+        backend=backend,
+        mode=mode,
+        chunk=chunk,
+        group=group,
     )
 
 
@@ -91,6 +100,7 @@ def load_text(
     mode: str | None = None,
     file: str = "<string>",
     chunk: int | str | None = None,
+    group: Any = None,
 ) -> Any:
     """Like `load`, for a spec given as text."""
     import_torch()
@@ -103,7 +113,14 @@ def load_text(
     ir = rebuild({})
     warn_about(ir)
     return LossModule(
-        ir, rebuild, params=params, compile=compile, backend=backend, mode=mode, chunk=chunk
+        ir,
+        rebuild,
+        params=params,
+        compile=compile,
+        backend=backend,
+        mode=mode,
+        chunk=chunk,
+        group=group,
     )
 
 

@@ -285,7 +285,8 @@ _RECORDS = (
         "global_sum of a value that carries gradient",
         "`global_sum(x)` sums x over the ranks of the data-parallel group: a normaliser, "
         "such as a count of tokens. The collective passes no gradient back, so x must carry "
-        "none: a count, a mask, or a detached value.",
+        "none: a count, a mask, or a detached value. Nor may x read another `global_sum`: "
+        "the totals of an optimizer step are summed over the ranks in one all-reduce.",
         _spec(
             "loss e206",
             "input x : float[B, T] grad",

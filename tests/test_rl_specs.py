@@ -90,7 +90,7 @@ def make_inputs(spec: str, mask_kind: str = "ragged", seed: int = 0) -> dict[str
         )
     if spec == "awr":
         return dict(logp=randn(N), values=randn(N), returns=randn(N) * 2)
-    if spec in ("grpo", "dr_grpo", "dapo", "gspo", "cispo"):
+    if spec in ("grpo", "dr_grpo", "dapo", "gspo", "cispo", "gmpo"):
         logp = _neg_logp(g, B, T)
         d = dict(logp=logp, old_logp=_near(g, logp, 0.3), advantages=randn(B, 1), mask=mask)
         if spec in ("grpo", "dr_grpo"):
@@ -163,6 +163,7 @@ GRAD_INPUTS = {
     "dr_grpo": ("logp",),
     "dapo": ("logp",),
     "gspo": ("logp",),
+    "gmpo": ("logp",),
     "cispo": ("logp",),
     "tis": ("logp",),
     "kl_penalty": ("logp",),
@@ -185,6 +186,7 @@ ZERO_WHEN_ALL_MASKED = {
     "dr_grpo",
     "dapo",
     "gspo",
+    "gmpo",
     "cispo",
     "tis",
     "kl_penalty",
@@ -210,30 +212,53 @@ class Case:
 
 
 CASES: list[Case] = [
-    Case("reinforce"),
+    *[Case("reinforce", {"agg": a}) for a in ref.AGG_MODES],
     Case("reinforce", {"vf_coef": 0.25}),
+    Case("reinforce", {"agg": "seq_mean_token_sum_norm", "loss_scale_factor": 3.5}),
     *[Case("ppo", {"agg": a, "dual_clip": d}) for a in ref.AGG_MODES for d in ("on", "off")],
     Case("ppo", {"clip_low": 0.1, "clip_high": 0.28, "clip_c": 1.5, "value_clip": 0.05}, step=5000),
     Case("ppo", {"agg": "seq_mean_token_mean"}, step=20000),
     *[Case("ppo", {"kl_coef": 0.1, "kl_type": k}) for k in ref.KL_TYPES],
     Case("ppo", {"kl_coef": 0.2, "agg": "seq_mean_token_sum"}),
+    Case("ppo", {"agg": "seq_mean_token_sum_norm", "loss_scale_factor": 16}),
     Case("awr"),
     Case("awr", {"temperature": 0.5, "max_weight": 2.0, "vf_coef": 0.5}),
-    *[Case("grpo", {"agg": a, "kl_type": k}) for a in ref.AGG_MODES for k in ref.KL_TYPES],
+    *[Case("grpo", {"agg": a}) for a in ref.AGG_MODES],
+    *[Case("grpo", {"kl_type": k, "kl_coef": 0.5}) for k in ref.KL_TYPES],
+    *[Case("grpo", {"policy_loss": p, "agg": "token_mean"}) for p in ref.POLICY_LOSSES],
+    Case("grpo", {"policy_loss": "vanilla", "dual_clip": "on", "clip_c": 1.5}),
+    Case("grpo", {"policy_loss": "sapo", "tau_pos": 0.5, "tau_neg": 2.0}),
+    Case("grpo", {"policy_loss": "dppo_tv", "clip_low": 0.05, "clip_high": 0.1, "clip_c": 1.2}),
+    Case("grpo", {"policy_loss": "dppo_kl", "clip_low": 0.02, "clip_high": 0.05, "clip_c": 20}),
     Case("grpo", {"clip_low": 0.1, "clip_high": 0.28, "kl_coef": 0.5}),
+    Case("grpo", {"agg": "seq_mean_token_sum_norm", "loss_scale_factor": 2.5}),
     *[Case("dr_grpo", {"kl_type": k, "kl_coef": 0.1}) for k in ref.KL_TYPES],
     Case("dr_grpo"),
+    Case("dr_grpo", {"dual_clip": "on", "clip_c": 1.5}),
     Case("dapo"),
     Case("dapo", {"clip_low": 0.1, "clip_high": 0.4}),
-    *[Case("gspo", {"ratio_form": f}) for f in ("token", "sequence")],
+    Case("dapo", {"dual_clip": "on", "clip_c": 1.5}),
+    *[
+        Case("gspo", {"ratio_form": f, "agg": a})
+        for f in ("token", "sequence")
+        for a in ref.AGG_MODES
+    ],
     *[
         Case("gspo", {"ratio_form": f, "clip_low": 0.02, "clip_high": 0.03})
         for f in ("token", "sequence")
     ],
-    Case("cispo"),
+    Case("gmpo"),
+    Case("gmpo", {"clip_low": 0.1, "clip_high": 0.2}),
+    *[Case("cispo", {"agg": a}) for a in ref.AGG_MODES],
     Case("cispo", {"clip_low": 0.2, "clip_high": 0.2}),
     *[Case("tis", {"tis_mode": m, "agg": a}) for m in ("clamp", "mask") for a in ref.AGG_MODES],
     Case("tis", {"tis_mode": "mask", "is_cap": 1.5, "is_min": 0.8}),
+    *[
+        Case("tis", {"tis_mode": m, "is_level": lv, "is_batch_normalize": n, "is_cap": 4.0})
+        for m in ("clamp", "mask")
+        for lv in ("token", "sequence")
+        for n in ("off", "on")
+    ],
     *[Case("kl_penalty", {"kl_type": k}) for k in ref.KL_TYPES],
     *[Case("dpo", {"loss_type": t}) for t in ref.DPO_LOSS_TYPES],
     *[
@@ -516,7 +541,8 @@ def test_masking_a_sample_equals_dropping_it(impl, case: Case):
     """Masking every token of a sample gives the loss (and gradients of the other
     samples) of the batch without it, in every aggregation mode: token means count
     only unmasked tokens, sequence means only non-empty sequences (NeMo RL sample_mask
-    semantics), seq_mean_token_sum_norm divides by the constant T (verl agg_loss).
+    semantics, as seq_mean_token_sum_norm, which then divides by the constant T), and
+    token_sum counts only unmasked tokens.
     (dr_grpo's B·T normaliser counts rows, as TRL's: excluded.)"""
     names = GRAD_INPUTS[case.spec]
     base = make_inputs(case.spec, "ragged", 4)
@@ -625,15 +651,18 @@ def test_reference_sft_matches_torch_cross_entropy():
 
 
 def test_reference_agg_modes_match_verl_when_no_row_is_empty():
-    """With no fully masked row, agg_loss equals verl `agg_loss` literally."""
+    """With no fully masked row, agg_loss equals verl 0.9 `agg_loss` (dp_size 1, no
+    global batch info) literally: seq_mean_token_sum_norm is the sequence mean of the
+    token sums over loss_scale_factor, T by default."""
     g = torch.Generator().manual_seed(3)
     x = torch.randn(B, T, generator=g, dtype=torch.float64)
     m = _prefix_mask([7, 1, 3, 5, 2, 6], T).double()
     verl = {
         "token_mean": (x * m).sum() / m.sum(),
+        "token_sum": (x * m).sum(),
         "seq_mean_token_sum": (x * m).sum(-1).mean(),
         "seq_mean_token_mean": ((x * m).sum(-1) / m.sum(-1)).mean(),
-        "seq_mean_token_sum_norm": (x * m).sum() / T,
+        "seq_mean_token_sum_norm": (x * m).sum(-1).mean() / T,
     }
     for mode, want in verl.items():
         torch.testing.assert_close(ref.agg_loss(x, m.bool(), mode), want, rtol=1e-12, atol=0)

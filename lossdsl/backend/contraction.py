@@ -16,7 +16,6 @@ import torch.fx as fx
 from lossdsl.backend.lowering import LOWERINGS, Value, _Lowering
 from lossdsl.ir import Node
 from lossdsl.ir.types import ELLIPSIS
-from lossdsl.runtime import core
 
 
 def _operand(low: _Lowering, node_id: int) -> Value:
@@ -134,16 +133,6 @@ def _normalize(low: _Lowering, node: Node, args: list[Value]) -> Value:
     return x / torch.clamp(size, min=node.attrs.get("eps", 1e-12))
 
 
-def _global_sum(low: _Lowering, node: Node, args: list[Value]) -> Value:
-    return core.global_sum(low.tensor(args[0]))
-
-
-def _world_size(low: _Lowering, node: Node, args: list[Value]) -> Value:
-    return torch.full_like(low.step, 1.0) * core.world_size()
-
-
-LOWERINGS["global_sum"] = _global_sum
-LOWERINGS["world_size"] = _world_size
 LOWERINGS["matmul"] = _matmul
 LOWERINGS["index"] = _index
 LOWERINGS["norm"] = _norm

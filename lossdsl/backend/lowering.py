@@ -40,9 +40,21 @@ class _NotLoweredYet(Exception):
 
 
 class _Lowering:
-    def __init__(self, ir: SpecIR, compiled: bool = False):
+    def __init__(
+        self,
+        ir: SpecIR,
+        compiled: bool = False,
+        collectives: Any = None,
+        stepped: bool = False,
+    ):
+        from lossdsl.backend.collectives import global_sums, resolve
+
         self.ir = ir
         self.compiled = compiled  # the graph goes to torch.compile (patterns may differ)
+        # The data-parallel group `global_sum` sums over (backend/collectives.py); `stepped`:
+        # the totals of `begin_step` are given, one placeholder per `global_sum`.
+        self.collectives = resolve() if collectives is None else collectives
+        self.totals = global_sums(ir) if stepped else ()
         self.graph = fx.Graph()
         self.tracer = fx.proxy.GraphAppendingTracer(self.graph)
         self.values: dict[int, Value] = {}
@@ -93,8 +105,9 @@ class _Lowering:
         return self.finish(self.outputs())
 
     def bind_spec_inputs(self, given: tuple[int, ...] = ()) -> None:
-        """Placeholders for the inputs, `step` and `params` (the graph's signature), then for
-        the `given` nodes, whose values the caller computes (slicing, backend/slicing.py)."""
+        """Placeholders for the inputs, `step` and `params` (the graph's signature), the
+        totals of `begin_step` in a stepped graph, then the `given` nodes, whose values the
+        caller computes (slicing, backend/slicing.py)."""
         ir = self.ir
         for spec in ir.inputs:
             self.input_proxies[spec.name] = self.placeholder(spec.name)
@@ -110,7 +123,7 @@ class _Lowering:
                 given_value = self.name(params[index], f"{spec.name}_given")
                 self.param_given[spec.node] = given_value
         self.bind_adaptive()
-        for node_id in given:
+        for node_id in (*self.totals, *given):
             self.values[node_id] = self.placeholder(self.value_name(node_id))
 
     def bind_adaptive(self) -> None:
@@ -561,6 +574,8 @@ def _ema(low: _Lowering, node: Node, args: list[Value]) -> Value:
 @lowering("torch.where")
 def _where(low: _Lowering, node: Node, args: list[Value]) -> Value:
     condition, a, b = args
+    if not isinstance(condition, fx.Proxy):  # a condition of numbers: `where(0 > 0, 0, x)`
+        condition = torch.full_like(low.step, bool(condition), dtype=torch.bool)
     if not isinstance(a, fx.Proxy) and not isinstance(b, fx.Proxy) and node.type.kind == "float":
         a = low.tensor(a)
     return torch.where(condition, a, b)
@@ -868,12 +883,18 @@ def readable_code(graph_module: fx.GraphModule) -> str:
     return "\n".join(line for line in code.splitlines() if line.strip())
 
 
-def lower(ir: SpecIR, compiled: bool = False) -> fx.GraphModule:
-    """The fx graph of a checked spec; `compiled` when it goes to `torch.compile`."""
-    return _Lowering(ir, compiled).run()
+def lower(
+    ir: SpecIR, compiled: bool = False, collectives: Any = None, stepped: bool = False
+) -> fx.GraphModule:
+    """The fx graph of a checked spec; `compiled` when it goes to `torch.compile`.
+    `collectives`: the data-parallel group `global_sum` sums over (the default group as it
+    is now when omitted); `stepped`: the graph takes the totals of `begin_step` after the
+    params (backend/collectives.py)."""
+    return _Lowering(ir, compiled, collectives, stepped).run()
 
 
 # Lowerings kept in their own modules register themselves on import.
+from lossdsl.backend import collectives as _collectives  # noqa: E402, F401
 from lossdsl.backend import contraction as _contraction  # noqa: E402, F401
 from lossdsl.backend import patterns as _patterns  # noqa: E402, F401
 from lossdsl.backend import robust as _robust  # noqa: E402, F401

@@ -29,6 +29,7 @@ from typing import Any
 import torch
 import torch.fx as fx
 
+from lossdsl.backend.collectives import Collectives, global_sums
 from lossdsl.backend.compiled import CompiledGraph, contracted
 from lossdsl.backend.lowering import Value, _Lowering, _reduce_all_or, _reduction_parts
 from lossdsl.ir import SpecIR
@@ -132,6 +133,8 @@ class SlicedGraph:
         compile: bool = False,
         backend: str = "inductor",
         mode: str | None = None,
+        collectives: Collectives | None = None,
+        stepped: bool = False,
     ):
         self.ir = ir
         self.plan = plan
@@ -140,6 +143,11 @@ class SlicedGraph:
         self._parts: dict[int, _Parts] = {}
         self.n_inputs = len(ir.inputs)
         self.constants = _constants(ir)
+        self.collectives = collectives or Collectives()
+        # A stepped graph takes the totals of `begin_step` after the params; otherwise each
+        # `global_sum` is computed (and summed over ranks) once per call, with the feeds.
+        self.totals = global_sums(ir) if stepped else ()
+        self.sums_with_feeds = () if stepped else global_sums(ir)
 
     # ---- building -----------------------------------------------------------------------
 
@@ -147,14 +155,20 @@ class SlicedGraph:
         index = self.plan.levels.index(level)
         if index not in self._parts:
             passed = [f for f in level.feeds if f not in self.constants]
-            computed = tuple(f for f in passed if self.ir.node(f).op != "input")
+            computed = tuple(
+                f for f in passed if self.ir.node(f).op != "input" and f not in self.totals
+            )
+            computed += tuple(g for g in self.sums_with_feeds if g not in computed)
             accumulators = level.accumulators
-            feeds_graph = _FeedsLowering(self.ir).build(computed)
+            stepped = bool(self.totals)
+            feeds_graph = _FeedsLowering(self.ir, False, self.collectives, stepped).build(computed)
             heads = tuple(n for n in level.per_slice if self.is_linear_head(n))
             slice_feeds = (*passed, *heads)
-            one_slice = _SliceLowering(self.ir).build(slice_feeds, accumulators)
+            one_slice = _SliceLowering(self.ir, False, self.collectives).build(
+                slice_feeds, accumulators
+            )
             given = (*computed, *(a.node for a in accumulators))
-            finish = _FinishLowering(self.ir).build(given)
+            finish = _FinishLowering(self.ir, False, self.collectives, stepped).build(given)
             parts = _Parts(
                 level, feeds_graph, one_slice, finish, finish.forward, computed, slice_feeds, heads
             )
@@ -168,6 +182,7 @@ class SlicedGraph:
                 spec_args += [[len(self.ir.params)]] if self.ir.params else []
                 spec_args += [[] for _ in self.ir.learned]  # learned params
                 spec_args += [[len(self.ir.states)], []] if self.ir.states else []  # mode
+                spec_args += [list(self.ir.node(t).type.dims) for t in self.totals]
                 dims_of = [list(self.ir.node(n).type.dims) for n in given]
                 slice_args = [[]] + [list(self.ir.node(n).type.dims) for n in slice_feeds]
                 backed = contracted(self.ir)
@@ -214,6 +229,8 @@ class SlicedGraph:
         values: dict[int, Any] = dict(zip(parts.computed_feeds, computed, strict=True))
         for spec, tensor in zip(self.ir.inputs, inputs, strict=True):
             values[spec.node] = tensor
+        given_totals = args[len(args) - len(self.totals) :] if self.totals else ()
+        values.update(zip(self.totals, given_totals, strict=True))
         run = _SliceRun(self.ir, parts, shapes, tiles, step, values)
         if level.one_pass:
             coefficients = run.coefficients(args)

@@ -7,6 +7,7 @@ with the reference that named it: the IR cache is keyed on exactly that record.
 from __future__ import annotations
 
 import difflib
+import functools
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -101,11 +102,19 @@ def _load_uses(
             continue
         seen.add(identity)
         loaded.sources[name] = used_file.text
-        used, found = parse_collecting(used_file.text, name)
+        used, found = _parse_used(used_file.text, name)
         loaded.diagnostics += found
         if used is not None:
             loaded.used.append(used)
             _load_uses(used, target.parent, loaded, [*chain, identity], seen)
+
+
+@functools.lru_cache(maxsize=64)
+def _parse_used(text: str, name: str) -> tuple[ast.SpecAST | None, tuple[Diagnostic, ...]]:
+    """A used file parsed once per process for the same text: the standard specs share a few
+    library files (rl_common, logprobs), and the AST and diagnostics are immutable."""
+    spec, found = parse_collecting(text, name)
+    return spec, tuple(found)
 
 
 def _written(decl: ast.Use) -> str:

@@ -1,8 +1,10 @@
-"""E206: `global_sum` of a value that carries gradient.
+"""E206: `global_sum` of a value that carries gradient, or of another `global_sum`.
 
 A sum over ranks is a normaliser (a token count, a number of sequences): the collective that
 computes it has no gradient of its own, so a value with gradient there would silently lose
-it on every other rank.
+it on every other rank. A `global_sum` inside another's argument would need a second round
+of collectives in `begin_step` (its totals are one all-reduce for every `global_sum` of the
+step): sum the inner value first (`global_sum(a + b)`, `world_size * global_sum(a)`).
 """
 
 from __future__ import annotations
@@ -27,4 +29,25 @@ def check_global_sums(ir: SpecIR) -> tuple[SpecIR, list[Diagnostic]]:
         for node in sums
         if facts[node.args[0]].live
     ]
+    reads_a_sum = _reading_global_sums(ir)
+    found += [
+        Diagnostic(
+            "E206",
+            "global_sum() of a value that reads another global_sum(): the totals of a step "
+            "are summed over the ranks in one collective, so one cannot feed another",
+            node.span,
+            fix="sum over ranks once, at the outside: world_size * global_sum(x) for "
+            "global_sum(global_sum(x))",
+        )
+        for node in sums
+        if reads_a_sum[node.args[0]] and not facts[node.args[0]].live
+    ]
     return ir, found
+
+
+def _reading_global_sums(ir: SpecIR) -> dict[int, bool]:
+    """Per node: whether its value reads some `global_sum` (the table is in SSA order)."""
+    reads: dict[int, bool] = {}
+    for node in ir.nodes:
+        reads[node.id] = any(reads[a] or ir.node(a).op == "global_sum" for a in node.args)
+    return reads

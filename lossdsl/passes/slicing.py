@@ -87,6 +87,9 @@ def plan_slices(ir: SpecIR) -> tuple[SlicePlan | None, list[Diagnostic]]:
             return None, [_everything_mixed(ir, several[0].name, everything)]
         return None, [_nothing_to_slice(ir)]
     varying = _depending_on({ir.input(s.name).node for s in sliced}, ir)
+    summed = next((n for n in ir.nodes if n.op == "global_sum" and n.id in varying), None)
+    if summed is not None:
+        return None, [_sum_over_ranks_per_slice(summed)]
     mixed = {d for node in ir.nodes if node.id in varying for d in _mixed_dims(ir, node)}
     # A slice cuts only the row dims every sliced input has: an input without the cut dim
     # (the rejected responses' T beside the chosen ones') would be read whole by each slice.
@@ -359,6 +362,19 @@ def _nothing_to_slice(ir: SpecIR) -> Diagnostic:
         "(a class dim of a softmax, the contracted dim of a matmul) and a dim of rows",
         span,
         fix="load it without `chunk=`: its tensors are as large as its inputs",
+    )
+
+
+def _sum_over_ranks_per_slice(node: Node) -> Diagnostic:
+    """A `global_sum` must be computed before the slices: one per slice would be a collective
+    per slice, and ranks holding different numbers of rows run different numbers of slices."""
+    return Diagnostic(
+        "E205",
+        "the spec cannot run in slices: global_sum() of a value computed from the sliced "
+        "inputs would sum over ranks once per slice",
+        node.span,
+        fix="sum over ranks what reads no sliced input (a count of the mask), or load it "
+        "without `chunk=`",
     )
 
 

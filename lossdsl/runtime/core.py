@@ -219,13 +219,18 @@ class LossRuntime:
         """The widest floating dtype among the inputs, at least float32."""
         return torch.float64 if any(t.dtype == torch.float64 for t in tensors) else torch.float32
 
-    def _bind(self, given: dict[str, Any]) -> tuple[list[torch.Tensor], _Sizes]:
+    def _bind(
+        self, given: dict[str, Any], unread: frozenset[str] = frozenset()
+    ) -> tuple[list[torch.Tensor], _Sizes]:
+        """The call's tensors in the order of the inputs, checked. `unread`: inputs the graph
+        does not read, which may be left out (an empty tensor stands in for them)."""
         specs, name = self.SPEC["inputs"], self.SPEC["name"]
         names = [s["name"] for s in specs]
         unknown = [n for n in given if n not in names]
         if unknown:
             raise InputError(f"{name} has no input `{unknown[0]}` (its inputs: {', '.join(names)})")
-        missing = [s["name"] for s in specs if s["name"] not in given and s["default"] is None]
+        passed = {*given, *unread}
+        missing = [s["name"] for s in specs if s["name"] not in passed and s["default"] is None]
         if missing:
             raise InputError(
                 f"missing input{'s' * (len(missing) > 1)} `{'`, `'.join(missing)}` of {name}"
@@ -234,6 +239,7 @@ class LossRuntime:
         bound = {s["name"]: sizes.bind(s, given[s["name"]]) for s in specs if s["name"] in given}
         dtype = self._compute_dtype(list(bound.values()))
         device = next((t.device for t in bound.values()), self.param_values.device)
+        bound.update((n, torch.empty(0, dtype=dtype, device=device)) for n in unread - set(bound))
         tensors = [
             bound[s["name"]] if s["name"] in bound else sizes.default(s, dtype, device)
             for s in specs

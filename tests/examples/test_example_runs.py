@@ -1,11 +1,14 @@
 """Each example in examples/ runs in its fast mode (the command with `--fast`) and shows
 what it is there to show: the policy learns CartPole, the reward rises under GRPO and DPO,
 the robust specs recover the true line where mse does not, the curriculum and the weight
-schedules move with the step."""
+schedules move with the step, the data-parallel examples take the whole batch's step."""
 
 from __future__ import annotations
 
 import importlib.util
+import os
+import re
+import subprocess
 import sys
 from pathlib import Path
 from types import ModuleType
@@ -71,3 +74,37 @@ def test_the_curriculum_and_the_weight_schedules_move_with_the_step() -> None:
     assert last.weights["regression"] == pytest.approx(0.5 * (config.steps - 1) / 300)
     assert all(r.weights["entropy"] == pytest.approx(-0.01) for r in result.reports)
     assert result.test_accuracy > 0.85 and result.test_rmse < 0.7 * result.baseline_rmse
+
+
+def run_script(name: str) -> str:
+    """The output of `python examples/NAME.py --fast` (the data-parallel examples spawn their
+    own ranks, so they run in a process of their own)."""
+    done = subprocess.run(
+        [sys.executable, str(EXAMPLES / f"{name}.py"), "--fast"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    return done.stdout
+
+
+def first_step_difference(out: str) -> float:
+    found = re.search(r"step 0: largest difference to the whole batch's gradient (\S+)", out)
+    assert found is not None, out
+    return float(found.group(1))
+
+
+def test_ddp_sft_takes_the_whole_batch_step_and_learns() -> None:
+    out = run_script("ddp_sft")
+    assert first_step_difference(out) < 1e-6
+    losses = [float(v) for v in re.findall(r"loss (\S+)", out)]
+    assert losses[-1] < 0.2 * losses[0]
+
+
+def test_ddp_grpo_takes_the_whole_batch_step_and_raises_the_reward() -> None:
+    out = run_script("ddp_grpo")
+    assert first_step_difference(out) < 1e-6
+    rewards = [float(v) for v in re.findall(r"mean reward (\S+)", out)]
+    assert rewards[-1] > rewards[0] + 0.2

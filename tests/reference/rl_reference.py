@@ -13,9 +13,12 @@ Conventions shared by every function (and by the specs):
   sequence or batch gives 0, never NaN (frameworks divide by the raw count,
   or add 1e-8; the two agree whenever the mask is not empty).
 * Sequence-level means (`seq_mean_*`) average over the sequences with at least
-  one unmasked token (NeMo RL's `sample_mask` semantics). verl and TRL average
-  over every row of the batch; the two agree whenever no row is fully masked,
-  and ours makes "masking a sample = dropping it" hold for every mode.
+  one unmasked token (NeMo RL's `sample_mask` semantics; verl 0.9.1's `agg_loss` when
+  no `global_batch_size` is given). TRL averages over every row of the batch; the
+  two agree whenever no row is fully masked, and ours makes "masking a sample =
+  dropping it" hold for every mode.
+* Everything is one process, one batch: the distributed tests
+  (tests/runtime/test_distributed.py) check that ranks and micro-batches add up to it.
 * Importance ratios are `exp(clamp(logp - old_logp, -20, 20))`, as verl's
   `compute_policy_loss_vanilla`.
 """
@@ -29,8 +32,15 @@ import torch.nn.functional as F
 
 Tensor = torch.Tensor
 
-AGG_MODES = ("token_mean", "seq_mean_token_mean", "seq_mean_token_sum", "seq_mean_token_sum_norm")
-KL_TYPES = ("k1", "k2", "k3")
+AGG_MODES = (
+    "token_mean",
+    "token_sum",
+    "seq_mean_token_mean",
+    "seq_mean_token_sum",
+    "seq_mean_token_sum_norm",
+)
+KL_TYPES = ("k1", "k2", "k3", "abs", "k1_plus", "k3_plus")
+POLICY_LOSSES = ("vanilla", "gpg", "cispo", "sapo", "dppo_tv", "dppo_kl")
 DPO_LOSS_TYPES = ("sigmoid", "hinge", "ipo", "robust", "sppo_hard", "nca_pair", "apo_zero")
 
 
@@ -58,19 +68,22 @@ def masked_max(x: Tensor, mask: Tensor) -> Tensor:
     return torch.where(mask.bool(), x, torch.full((), -math.inf, dtype=x.dtype)).max()
 
 
-def agg_loss(loss_mat: Tensor, mask: Tensor, mode: str) -> Tensor:
-    """verl `core_algos.agg_loss` (loss_agg_mode with `-` spelled `_`).
+def agg_loss(loss_mat: Tensor, mask: Tensor, mode: str, loss_scale_factor: float = 0) -> Tensor:
+    """verl 0.9.1 `core_algos.agg_loss` (loss_agg_mode with `-` spelled `_`), dp_size 1.
 
     token_mean:               Σ_bt x·m / Σ_bt m
+    token_sum:                Σ_bt x·m
     seq_mean_token_mean:      mean over non-empty sequences of (Σ_t x·m / Σ_t m)
     seq_mean_token_sum:       mean over non-empty sequences of Σ_t x·m
-    seq_mean_token_sum_norm:  Σ_bt x·m / T   (T = loss_mask.shape[-1], Dr. GRPO's
-                              constant normaliser; verl sums over sequences, no 1/B)
+    seq_mean_token_sum_norm:  seq_mean_token_sum / loss_scale_factor (T =
+                              loss_mask.shape[-1] when none is given: 0 here)
     """
     m = mask.bool()
     x = loss_mat.expand(m.shape)
     if mode == "token_mean":
         return masked_mean(x, m)
+    if mode == "token_sum":
+        return masked_sum(x, m)
     seq_sum = masked_sum(x, m, dim=-1)
     seq_count = m.sum(-1)
     n_seq = (seq_count > 0).sum().clamp(min=1).to(x.dtype)
@@ -79,7 +92,8 @@ def agg_loss(loss_mat: Tensor, mask: Tensor, mode: str) -> Tensor:
     if mode == "seq_mean_token_sum":
         return seq_sum.sum() / n_seq
     if mode == "seq_mean_token_sum_norm":
-        return seq_sum.sum() / m.shape[-1]
+        factor = loss_scale_factor if loss_scale_factor > 0 else m.shape[-1]
+        return seq_sum.sum() / n_seq / factor
     raise ValueError(mode)
 
 
@@ -116,7 +130,16 @@ def kl_estimate(
 
     logr = clamp(ref - logp, ±20); k1 = -logr; k2 = logr²/2; k3 = exp(logr) - 1 - logr;
     output clamped to ±10. (verl `kl_penalty_forward` clamps only k3 this way.)
+    verl 0.9.1 `kl_penalty`: "abs" = |log π - log π_ref| (here |k1|, so with k1's clamps);
+    "k1+" / "k3+" (k1_plus, k3_plus): straight-through, the forward value of k1 / k3 and
+    the gradient of k2 = ½(log π - log π_ref)² without clamps.
     """
+    if kl_type == "abs":
+        return kl_estimate(logp, ref_logp, "k1", input_clamp, output_clamp).abs()
+    if kl_type.endswith("_plus"):
+        forward = kl_estimate(logp, ref_logp, kl_type[:2], input_clamp, output_clamp)
+        backward = 0.5 * (logp - ref_logp).square()
+        return backward - backward.detach() + forward.detach()
     logr = ref_logp - logp
     if input_clamp is not None:
         logr = logr.clamp(min=-input_clamp, max=input_clamp)
@@ -154,17 +177,18 @@ def _clip_metrics(
 # --------------------------------------------------------------------------- policy gradient
 
 
-def reinforce(*, logp, values, returns, mask, vf_coef=0.5):
+def reinforce(*, logp, values, returns, mask, vf_coef=0.5, agg="token_mean", loss_scale_factor=0):
     """REINFORCE with a learned baseline.
 
     Williams 1992 ("Simple statistical gradient-following algorithms", Eq. 11 with
     reinforcement baseline b); Sutton & Barto 2018 §13.4 "REINFORCE with Baseline":
     δ = G - v̂(s), θ ← θ + α δ ∇ln π(a|s), w ← w + α δ ∇v̂(s). As losses:
-    policy = -mean(ln π · sg(G - v̂)), value = mean(½ (v̂ - G)²), token means over mask.
+    policy = agg(-ln π · sg(G - v̂)), value = agg(½ (v̂ - G)²) (verl 0.9.1
+    `compute_policy_loss_reinforce` aggregates with any loss_agg_mode).
     """
     adv = (returns - values).detach()
-    policy = -masked_mean(logp * adv, mask)
-    value = masked_mean(0.5 * torch.square(values - returns), mask)
+    policy = agg_loss(-logp * adv, mask, agg, loss_scale_factor)
+    value = agg_loss(0.5 * torch.square(values - returns), mask, agg, loss_scale_factor)
     return {
         "loss": policy + vf_coef * value,
         "policy": policy,
@@ -191,6 +215,7 @@ def ppo(
     vf_coef=0.5,
     ent_coef=None,
     agg="token_mean",
+    loss_scale_factor=0,
     step=0,
     ref_logp=None,
     kl_coef=0.0,
@@ -225,21 +250,21 @@ def ppo(
         pg = torch.where(advantages < 0, torch.minimum(pg3, clip_loss), clip_loss)
     else:
         pg = clip_loss
-    policy = agg_loss(pg, mask, agg)
+    policy = agg_loss(pg, mask, agg, loss_scale_factor)
 
     v_clipped = torch.clamp(values, old_values - value_clip, old_values + value_clip)
     vf1 = torch.square(values - returns)
     vf2 = torch.square(v_clipped - returns)
-    value = 0.5 * agg_loss(torch.maximum(vf1, vf2), mask, agg)
+    value = 0.5 * agg_loss(torch.maximum(vf1, vf2), mask, agg, loss_scale_factor)
 
     probs = torch.softmax(logits, dim=-1)
     tok_entropy = -(probs * logp_all).sum(-1)
-    entropy = agg_loss(tok_entropy, mask, agg)
+    entropy = agg_loss(tok_entropy, mask, agg, loss_scale_factor)
 
     if ref_logp is None:
         ref_logp = torch.zeros_like(logp)
     kl_tok = kl_estimate(logp, ref_logp, kl_type)
-    kl = agg_loss(kl_tok, mask, agg)
+    kl = agg_loss(kl_tok, mask, agg, loss_scale_factor)
 
     out = {
         "loss": policy + vf_coef * value - ent_coef * entropy + kl_coef * kl,
@@ -304,6 +329,70 @@ def awr(*, logp, values, returns, temperature=1.0, max_weight=20.0, vf_coef=1.0)
 # --------------------------------------------------------------------------- GRPO family
 
 
+def dual_clip(pg: Tensor, adv: Tensor, clip_c: float) -> Tensor:
+    """Dual-clip PPO (Ye et al. 2020, arXiv:1912.09729 Eq. 5; verl clip_ratio_c): where
+    A < 0 the per-token loss is min(pg, -A·c)."""
+    return torch.where(adv < 0, torch.minimum(-adv * clip_c, pg), pg)
+
+
+def policy_losses(
+    kind: str,
+    *,
+    logp,
+    old_logp,
+    advantages,
+    clip_low=0.2,
+    clip_high=0.2,
+    dual_clip_on=False,
+    clip_c=3.0,
+    tau_pos=1.0,
+    tau_neg=1.05,
+) -> Tensor:
+    """Per-token policy losses of verl 0.9.1 `core_algos` (`@register_policy_loss` names),
+    before aggregation, with r = exp(clamp(logp - old_logp, ±20)):
+
+    vanilla   max(-A·r, -A·clip(r, 1-ε_lo, 1+ε_hi)), dual clip optional
+              (compute_policy_loss_vanilla; Schulman et al. 2017 Eq. 7)
+    gpg       -A·log π (compute_policy_loss_gpg; Chu et al. 2025, arXiv:2504.02546 Eq. 6)
+    cispo     -sg(clip(r, 1-ε_lo, 1+ε_hi))·A·log π (compute_policy_loss_cispo;
+              MiniMax-M1, arXiv:2506.13585 Eq. 4)
+    sapo      -A·σ(τ(r-1))·4/τ, τ = τ_pos if A > 0 else τ_neg (compute_policy_loss_sapo;
+              Gao et al. 2025, arXiv:2511.20347 Eq. 5)
+    dppo_tv   -A·sg(min(r, c))·log π · [p - p_old ≤ δ_hi if A > 0 else p - p_old ≥ -δ_lo]
+              (compute_policy_loss_dppo_tv; Qi et al. 2026, arXiv:2602.04879)
+    dppo_kl   the same with the binary KL D = p_old·log(p_old/p) + (1-p_old)·
+              log((1-p_old+1e-8)/(1-p+1e-8)): kept if D ≤ δ_hi or p ≤ p_old (A > 0),
+              D ≤ δ_lo or p ≥ p_old (A ≤ 0) (compute_policy_loss_dppo_kl)
+    """
+    adv = advantages.expand(logp.shape)
+    ratio = torch.exp(log_ratio(logp, old_logp))
+    if kind == "vanilla":
+        pg = clipped_surrogate(ratio, adv, clip_low, clip_high)
+        return dual_clip(pg, adv, clip_c) if dual_clip_on else pg
+    if kind == "gpg":
+        return -logp * adv
+    if kind == "cispo":
+        return -torch.clamp(ratio, 1 - clip_low, 1 + clip_high).detach() * adv * logp
+    if kind == "sapo":
+        tau = torch.where(adv > 0, torch.full_like(adv, tau_pos), torch.full_like(adv, tau_neg))
+        return -torch.sigmoid(tau * (ratio - 1.0)) * (4.0 / tau) * adv
+    if kind in ("dppo_tv", "dppo_kl"):
+        prob, old_prob = torch.exp(logp), torch.exp(old_logp)
+        if kind == "dppo_tv":
+            positive_ok = (prob - old_prob) <= clip_high
+            negative_ok = (prob - old_prob) >= -clip_low
+        else:
+            binary_kl = old_prob * (old_logp - logp) + (1 - old_prob) * torch.log(
+                (1.0 - old_prob + 1e-8) / (1.0 - prob + 1e-8)
+            )
+            positive_ok = (binary_kl <= clip_high) | (prob <= old_prob)
+            negative_ok = (binary_kl <= clip_low) | (prob >= old_prob)
+        valid = torch.where(adv > 0, positive_ok, negative_ok).detach().to(logp.dtype)
+        truncated = torch.clamp(ratio, max=clip_c).detach()
+        return -adv * truncated * logp * valid
+    raise ValueError(kind)
+
+
 def grpo(
     *,
     logp,
@@ -315,23 +404,41 @@ def grpo(
     clip_high=0.2,
     kl_coef=0.04,
     kl_type="k3",
+    policy_loss="vanilla",
+    dual_clip="off",
+    clip_c=3.0,
+    tau_pos=1.0,
+    tau_neg=1.05,
     agg="seq_mean_token_mean",
+    loss_scale_factor=0,
 ):
-    """GRPO token-level clipped surrogate with a KL penalty to the reference.
+    """GRPO: a per-token policy loss with a KL penalty to the reference.
 
-    Shao et al. 2024 (DeepSeekMath, arXiv:2402.03300) Eq. 3; verl
-    `compute_policy_loss_vanilla` + `agg_loss` (modes), TRL `GRPOTrainer._compute_loss`
-    (loss_type "grpo" = seq_mean_token_mean, "bnpo" = token_mean); KL estimator
-    NeMo RL `calculate_kl` (±20 input, ±10 output clamps), aggregated like the
-    policy loss (verl `kl_loss` with the same agg mode). Total = policy + β·kl.
+    Shao et al. 2024 (DeepSeekMath, arXiv:2402.03300) Eq. 3; verl 0.9.1
+    `compute_policy_loss_*` (`policy_losses`) + `agg_loss` (modes), TRL
+    `GRPOTrainer._compute_loss` (loss_type "grpo" = seq_mean_token_mean, "bnpo" =
+    token_mean); KL estimator NeMo RL `calculate_kl` (±20 input, ±10 output clamps) and
+    verl's abs / straight-through estimators, aggregated like the policy loss (verl
+    `kl_loss` with the same agg mode). Total = policy + β·kl.
     """
     if ref_logp is None:
         ref_logp = torch.zeros_like(logp)
     lr = log_ratio(logp, old_logp)
     ratio = torch.exp(lr)
-    pg = clipped_surrogate(ratio, advantages, clip_low, clip_high)
-    policy = agg_loss(pg, mask, agg)
-    kl = agg_loss(kl_estimate(logp, ref_logp, kl_type), mask, agg)
+    pg = policy_losses(
+        policy_loss,
+        logp=logp,
+        old_logp=old_logp,
+        advantages=advantages,
+        clip_low=clip_low,
+        clip_high=clip_high,
+        dual_clip_on=dual_clip == "on",
+        clip_c=clip_c,
+        tau_pos=tau_pos,
+        tau_neg=tau_neg,
+    )
+    policy = agg_loss(pg, mask, agg, loss_scale_factor)
+    kl = agg_loss(kl_estimate(logp, ref_logp, kl_type), mask, agg, loss_scale_factor)
     out = {"loss": policy + kl_coef * kl, "policy": policy, "kl": kl}
     out.update(_clip_metrics(ratio, advantages, mask, clip_low, clip_high, lr))
     return out
@@ -348,6 +455,8 @@ def dr_grpo(
     clip_high=0.2,
     kl_coef=0.0,
     kl_type="k3",
+    dual_clip="off",
+    clip_c=3.0,
 ):
     """Dr. GRPO: the GRPO surrogate summed over tokens, divided by a constant.
 
@@ -361,38 +470,71 @@ def dr_grpo(
         ref_logp = torch.zeros_like(logp)
     lr = log_ratio(logp, old_logp)
     ratio = torch.exp(lr)
-    pg = clipped_surrogate(ratio, advantages, clip_low, clip_high)
+    pg = policy_losses(
+        "vanilla",
+        logp=logp,
+        old_logp=old_logp,
+        advantages=advantages,
+        clip_low=clip_low,
+        clip_high=clip_high,
+        dual_clip_on=dual_clip == "on",
+        clip_c=clip_c,
+    )
     B, T = mask.shape
-    policy = masked_sum(pg.expand(mask.shape), mask) / (B * T)
-    kl = masked_sum(kl_estimate(logp, ref_logp, kl_type), mask) / (B * T)
+    policy = masked_sum(pg, mask) / max(B * T, 1)
+    kl = masked_sum(kl_estimate(logp, ref_logp, kl_type), mask) / max(B * T, 1)
     out = {"loss": policy + kl_coef * kl, "policy": policy, "kl": kl}
     out.update(_clip_metrics(ratio, advantages, mask, clip_low, clip_high, lr))
     return out
 
 
-def dapo(*, logp, old_logp, advantages, mask, clip_low=0.2, clip_high=0.28):
+def dapo(
+    *, logp, old_logp, advantages, mask, clip_low=0.2, clip_high=0.28, dual_clip="off", clip_c=3.0
+):
     """DAPO: clip-higher (ε_low = 0.2, ε_high = 0.28) and token-level mean over the batch.
 
     Yu et al. 2025 (arXiv:2503.14476) Eq. 8 / 10: 1/Σ|o_i| Σ_i Σ_t min(r A, clip(r, 1-ε_low,
-    1+ε_high) A), no KL term; verl `agg_loss` "token-mean", TRL loss_type "dapo".
+    1+ε_high) A), no KL term; verl `agg_loss` "token-mean", TRL loss_type "dapo"; dual
+    clip optional (verl clip_ratio_c).
     """
     lr = log_ratio(logp, old_logp)
     ratio = torch.exp(lr)
-    pg = clipped_surrogate(ratio, advantages, clip_low, clip_high)
+    pg = policy_losses(
+        "vanilla",
+        logp=logp,
+        old_logp=old_logp,
+        advantages=advantages,
+        clip_low=clip_low,
+        clip_high=clip_high,
+        dual_clip_on=dual_clip == "on",
+        clip_c=clip_c,
+    )
     policy = agg_loss(pg, mask, "token_mean")
     out = {"loss": policy, "policy": policy}
     out.update(_clip_metrics(ratio, advantages, mask, clip_low, clip_high, lr))
     return out
 
 
-def gspo(*, logp, old_logp, advantages, mask, clip_low=3e-4, clip_high=4e-4, ratio_form="token"):
+def gspo(
+    *,
+    logp,
+    old_logp,
+    advantages,
+    mask,
+    clip_low=3e-4,
+    clip_high=4e-4,
+    ratio_form="token",
+    agg="seq_mean_token_mean",
+    loss_scale_factor=0,
+):
     """GSPO: sequence-level importance ratio s_i = exp(mean_t log r_it).
 
     Zheng et al. 2025 (arXiv:2507.18071) Eq. 5-7 and GSPO-token Eq. 13-14; verl
     `compute_policy_loss_gspo`: log s_it = sg(mean_t log r) + logp - sg(logp), clamped
-    at max 10, pg = max(-A s, -A clip(s, 1-ε_low, 1+ε_high)), aggregated
-    seq-mean-token-mean. `ratio_form` does not change the value or gradient (the
-    sequence form's gradient equals the stop-gradient form's for A_it = A_i).
+    at max 10, pg = max(-A s, -A clip(s, 1-ε_low, 1+ε_high)), aggregated with `agg`
+    (verl: seq-mean-token-mean always). `ratio_form` does not change the value or
+    gradient (the sequence form's gradient equals the stop-gradient form's for A_it =
+    A_i, with any weights that are equal over the tokens of a sequence).
     """
     m = mask.bool()
     neg_kl = logp - old_logp
@@ -403,7 +545,7 @@ def gspo(*, logp, old_logp, advantages, mask, clip_low=3e-4, clip_high=4e-4, rat
     pg1 = -advantages * s
     pg2 = -advantages * torch.clamp(s, 1 - clip_low, 1 + clip_high)
     pg = torch.maximum(pg1, pg2)
-    policy = agg_loss(pg, m, "seq_mean_token_mean")
+    policy = agg_loss(pg, m, agg, loss_scale_factor)
     seq_ratio = torch.exp(torch.clamp(seq_lr, max=10.0)).detach()
     adv = advantages.expand(m.shape)
     sr = seq_ratio.expand(m.shape)
@@ -422,17 +564,60 @@ def gspo(*, logp, old_logp, advantages, mask, clip_low=3e-4, clip_high=4e-4, rat
     }
 
 
-def cispo(*, logp, old_logp, advantages, mask, clip_low=1.0, clip_high=4.0):
+def gmpo(*, logp, old_logp, advantages, mask, clip_low=0.4, clip_high=0.4):
+    """GMPO: geometric mean of the token ratios, clipped per token in log space.
+
+    Zhao et al. 2025 ("Geometric-Mean Policy Optimization", arXiv:2507.20673) Eq. 7
+    (clip range (e^-0.4, e^0.4)); verl 0.9.1 `compute_policy_loss_geo_mean`:
+    c = sgn(A)·min(sgn(A)·log r, sgn(A)·clip(log r, -ε_lo, ε_hi)), s_i = exp(mean_t c),
+    loss = mean_i(-A_i·s_i); here the mean over the non-empty sequences, without verl's
+    1e-8 in the token counts, with the mean log-ratio capped at 20.
+    """
+    m = mask.bool()
+    lr = logp - old_logp
+    sgn = torch.sign(advantages).expand(lr.shape)
+    clamped = torch.clamp(lr, -clip_low, clip_high)
+    c = sgn * torch.minimum(sgn * lr, sgn * clamped)
+    n = m.sum(-1)
+    valid = n > 0
+    mean_c = masked_sum(c, m, dim=-1) / n.clamp(min=1).to(logp.dtype)
+    s = torch.exp(torch.clamp(mean_c, max=20.0))
+    per_seq = -advantages.squeeze(-1) * s
+    policy = masked_sum(per_seq, valid) / valid.sum().clamp(min=1).to(logp.dtype)
+    clipped = (lr != clamped).to(logp.dtype)
+    adv = advantages.expand(lr.shape)
+    return {
+        "loss": policy,
+        "policy": policy,
+        "clip_frac_high": masked_mean(clipped * (adv > 0), m),
+        "clip_frac_low": masked_mean(clipped * (adv < 0), m),
+        "approx_kl": masked_mean(-lr, m),
+        "seq_ratio_mean": masked_mean(s.detach(), valid),
+    }
+
+
+def cispo(
+    *,
+    logp,
+    old_logp,
+    advantages,
+    mask,
+    clip_low=1.0,
+    clip_high=4.0,
+    agg="token_mean",
+    loss_scale_factor=0,
+):
     """CISPO: clipped, detached importance weight times the log-probability.
 
     MiniMax-M1 (arXiv:2506.13585) Eq. 4-5: J = 1/Σ|o_i| Σ_i Σ_t sg(r̂_it) Â_it log π(o_it),
     r̂ = clip(r, 1-ε_low^IS, 1+ε_high^IS) (no lower bound in the paper: ε_low = 1 here).
-    TRL loss_type "cispo" writes the cap as `epsilon_high` itself (= 1 + clip_high here).
+    TRL loss_type "cispo" writes the cap as `epsilon_high` itself (= 1 + clip_high here);
+    verl 0.9.1 `compute_policy_loss_cispo` aggregates with any loss_agg_mode.
     """
     lr = log_ratio(logp, old_logp)
     ratio = torch.exp(lr)
     w = torch.clamp(ratio, 1 - clip_low, 1 + clip_high).detach()
-    policy = agg_loss(-w * advantages * logp, mask, "token_mean")
+    policy = agg_loss(-w * advantages * logp, mask, agg, loss_scale_factor)
     return {
         "loss": policy,
         "policy": policy,
@@ -440,6 +625,39 @@ def cispo(*, logp, old_logp, advantages, mask, clip_low=1.0, clip_high=4.0):
         "ratio_mean": masked_mean(ratio, mask),
         "is_weight_mean": masked_mean(w, mask),
     }
+
+
+def rollout_is_weights(
+    old_logp, rollout_logp, mask, level="token", mode="clamp", cap=2.0, low=0.5, normalize=False
+):
+    """verl 0.9.1 `rollout_corr_helper.compute_rollout_correction_weights` with
+    log_ratio = old_logp - rollout_logp, before it masks padding: per token exp(clamp(lr,
+    ±20)); per sequence exp(clamp(Σ_t lr·m, ±20)) for every token of it; TIS (a single
+    threshold) min(w, cap), IcePop ("lower_upper") w·[low ≤ w ≤ cap]; batch
+    normalisation divides by the mean weight over the unmasked tokens ("token") or over the
+    non-empty sequences ("sequence"), unless that mean is ≤ 1e-8. Returns (weights,
+    raw weights)."""
+    m = mask.bool()
+    lr = old_logp - rollout_logp
+    if level == "token":
+        raw = torch.exp(torch.clamp(lr, -20.0, 20.0))
+    else:
+        raw = torch.exp(torch.clamp(masked_sum(lr, m, dim=-1), -20.0, 20.0)).unsqueeze(-1)
+        raw = raw.expand(lr.shape)
+    if mode == "clamp":
+        w = torch.clamp(raw, max=cap)
+    else:
+        w = torch.where((raw >= low) & (raw <= cap), raw, torch.zeros_like(raw))
+    if normalize:
+        if level == "token":
+            mean = masked_mean(w, m)
+        else:
+            seq_valid = m.any(-1)
+            seq_w = masked_mean(w, m, dim=-1)
+            mean = masked_sum(seq_w, seq_valid) / seq_valid.sum().clamp(min=1).to(w.dtype)
+        if mean > 1e-8:
+            w = w / mean
+    return w, raw
 
 
 def tis(
@@ -452,31 +670,36 @@ def tis(
     clip_low=0.2,
     clip_high=0.2,
     tis_mode="clamp",
+    is_level="token",
+    is_batch_normalize="off",
     is_cap=2.0,
     is_min=0.5,
     agg="token_mean",
+    loss_scale_factor=0,
 ):
-    """PPO/GRPO surrogate with a truncated importance-sampling correction for the
-    train/inference (rollout engine) mismatch.
+    """PPO/GRPO surrogate with importance weights for the train/inference (rollout engine)
+    mismatch.
 
     Yao et al. 2025 "Your efficient RL framework secretly brings you off-policy RL
-    training" (fengyao.notion.site/off-policy-rl); verl `compute_policy_loss_vanilla`
-    (`tis_imp_ratio_cap`): pg · min(exp(old - rollout), cap)  ("clamp"); NeMo RL
-    `ClippedPGLossFn` truncated_importance_sampling_type "icepop": pg · w · [is_min ≤ w ≤ cap]
-    ("mask"). w = exp(old_logp - rollout_logp) is a constant (no gradient).
+    training" (fengyao.notion.site/off-policy-rl); verl 0.9.1 rollout correction
+    (`rollout_is_weights`) applied as `compute_policy_loss_vanilla` does (pg · w, then
+    agg_loss); NeMo RL `ClippedPGLossFn` "icepop" = tis_mode "mask". w is a constant.
     """
     lr = log_ratio(logp, old_logp)
     ratio = torch.exp(lr)
     pg = clipped_surrogate(ratio, advantages, clip_low, clip_high)
-    w_raw = torch.exp(old_logp - rollout_logp)
-    if tis_mode == "clamp":
-        w = torch.clamp(w_raw, max=is_cap)
-        oob = w_raw > is_cap
-    else:
-        kept = (w_raw >= is_min) & (w_raw <= is_cap)
-        w = torch.where(kept, w_raw, torch.zeros_like(w_raw))
-        oob = ~kept
-    policy = agg_loss(pg * w, mask, agg)
+    w, w_raw = rollout_is_weights(
+        old_logp,
+        rollout_logp,
+        mask,
+        is_level,
+        tis_mode,
+        is_cap,
+        is_min,
+        is_batch_normalize == "on",
+    )
+    oob = w_raw > is_cap if tis_mode == "clamp" else (w_raw < is_min) | (w_raw > is_cap)
+    policy = agg_loss(pg * w, mask, agg, loss_scale_factor)
     out = {
         "loss": policy,
         "policy": policy,
@@ -498,7 +721,8 @@ def kl_penalty(*, logp, ref_logp, mask, kl_type="k3"):
 
 
 def _dpo_losses(pc, pr, rc, rr, beta, label_smoothing, loss_type):
-    """TRL `DPOTrainer.dpo_loss` (trl/trainer/dpo_trainer.py), per-pair losses."""
+    """The per-pair losses of TRL's `DPOConfig.loss_type`s (TRL 1.16 computes them inside
+    `DPOTrainer`'s loss; older releases had a `dpo_loss` method)."""
     logratios = pc - pr
     ref_logratios = rc - rr
     logits = logratios - ref_logratios
@@ -560,7 +784,7 @@ def dpo(
 
     Rafailov et al. 2023 (arXiv:2305.18290) Eq. 7; label smoothing = conservative DPO
     (Mitchell 2023); robust = Chowdhury et al. 2024 (arXiv:2403.00409) Eq. 21; TRL
-    `DPOTrainer.dpo_loss` for every loss type, mean over pairs.
+    1.16 `DPOConfig.loss_type` for every loss type, mean over pairs.
     """
     losses = _dpo_losses(
         policy_chosen_logps,

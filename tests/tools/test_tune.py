@@ -52,6 +52,7 @@ def test_the_search_space_follows_the_declared_ranges() -> None:
     assert clip_c.log and clip_c.low == math.nextafter(1.0, 2.0) and clip_c.high == 300.0
     assert space["agg"].choices == (
         "token_mean",
+        "token_sum",
         "seq_mean_token_mean",
         "seq_mean_token_sum",
         "seq_mean_token_sum_norm",
