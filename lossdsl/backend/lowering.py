@@ -356,6 +356,9 @@ class _Lowering:
         for spec in self.ir.inputs:
             if dim in spec.dims:
                 return self.input_proxies[spec.name].size(self.axis(spec.dims, dim))
+        for node in self.ir.nodes:  # a new dim of `rename(x, dim=N, to=K)`: K is N's size
+            if node.op == "rename" and node.attrs["to"] == dim:
+                return self.size_of(node.attrs["dim"])
         raise AssertionError(f"dim {dim} has no input")
 
 
@@ -698,12 +701,37 @@ def _gather(low: _Lowering, node: Node, args: list[Value]) -> Value:
     return picked.squeeze(axis)
 
 
+@lowering("sort")
+def _sort(low: _Lowering, node: Node, args: list[Value]) -> Value:
+    axis = low.axis(low.dims_of(node), node.attrs["dim"])
+    descending = bool(node.attrs.get("descending", False))
+    return torch.sort(low.tensor(args[0]), dim=axis, descending=descending).values
+
+
+@lowering("cumsum")
+def _cumsum(low: _Lowering, node: Node, args: list[Value]) -> Value:
+    axis = low.axis(low.dims_of(node), node.attrs["dim"])
+    return torch.cumsum(low.tensor(args[0]), dim=axis)
+
+
+@lowering("rename")
+def _rename(low: _Lowering, node: Node, args: list[Value]) -> Value:
+    """The same tensor: dims are positions, and the renamed dim keeps its place."""
+    return args[0]
+
+
 @lowering("one_hot")
 def _one_hot(low: _Lowering, node: Node, args: list[Value]) -> Value:
     (index,) = args
     n = node.attrs["n"]
     classes = n if isinstance(n, int) else low.size_of(n)
     low.check_indices(index, node.args[0], classes, str(n))
+    if low.compiled:
+        # A comparison with the positions: F.one_hot reads its indices to check them (a
+        # data-dependent size under torch.compile, a recompilation per batch size), which
+        # check_indices has already done.
+        positions = torch.arange(classes, device=low.step.device)
+        return (index.long().unsqueeze(-1) == positions).to(low.dtype)
     return torch.nn.functional.one_hot(index.long(), classes).to(low.dtype)
 
 

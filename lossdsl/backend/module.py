@@ -94,7 +94,13 @@ class LossModule(LossRuntime, nn.Module):
         used = {i["name"] for i in self.SPEC["inputs"]}
         unused = sorted(n for n in inputs if n in derivations.inputs and n not in used)
         if unused:
-            passed = sorted(n for n in derivations.reads if n in inputs)
+            passed = sorted(n for n in derivations.reads if n in inputs and n not in unused)
+            if not passed:  # read by none of this variant's values: a branch not chosen
+                choices = ", ".join(f'{k}="{v}"' for k, v in self.choices.items())
+                raise InputError(
+                    f"{self.SPEC['name']} does not read {_names(unused)}"
+                    + (f" with {choices}" if choices else "")
+                )
             raise InputError(
                 f"{self.SPEC['name']} does not read {_names(unused)} when "
                 f"{_names(passed) or 'these inputs'} {'is' if len(passed) == 1 else 'are'} "

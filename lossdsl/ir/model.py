@@ -164,10 +164,16 @@ class Derivations(_Frozen):
         return True
 
     def kept_inputs(self, computed: frozenset[str]) -> set[str]:
-        """The inputs of the variant computing `computed`: every input but the computed ones
-        and those only derivations read, unless a computed derivation reads them."""
+        """The inputs of the variant computing `computed`: every input but the computed ones,
+        those only derivations read (unless a computed derivation reads them) and derived
+        inputs nothing reads."""
         only_derivations = {n for names in self.reads.values() for n in names} - set(self.outside)
-        kept = {n for n in self.inputs if n not in computed and n not in only_derivations}
+        unread = {n for n in self.reads if n not in self.outside} - only_derivations
+        kept = {
+            n
+            for n in self.inputs
+            if n not in computed and n not in only_derivations and n not in unread
+        }
         for name in computed:
             kept |= {n for n in self.reads[name] if n not in computed and n in self.inputs}
         return kept
