@@ -697,6 +697,10 @@ def _gather(low: _Lowering, node: Node, args: list[Value]) -> Value:
     axis = low.axis(low.dims_of(node), node.attrs["dim"])
     x = low.tensor(x)
     low.check_indices(index, node.args[1], low.dim_size(x, axis), node.attrs["dim"])
+    if low.dims_of(node) == (node.attrs["dim"],):
+        # One value per class read at any number of indices (a class weight at each target):
+        # the result has the index's dims, which torch.gather would want `x` to have too.
+        return x[index.long()]
     picked = torch.gather(x, axis, index.long().unsqueeze(axis))
     return picked.squeeze(axis)
 

@@ -83,6 +83,7 @@ class LossModule(LossRuntime, nn.Module):
             computed = derivations.computed_for(inputs)
             if computed != frozenset(self.ir.computed):
                 self._install(self._rebuild(self.choices, computed))
+        if derivations.reads or derivations.unchosen:
             self._check_variant_inputs(inputs)
         return super().forward(step, params, **inputs)
 

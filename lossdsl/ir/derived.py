@@ -13,9 +13,10 @@ expression, and the inputs only a derivation reads dropped when that derivation 
 computed (`hidden` and `head` when `logits` is passed). Building it checks that each
 expression gives the dtype and dims its input declares.
 
-What a spec reads is read under its static choices: a derived input that only branches of a
+What a spec reads is read under its static choices: an input that only branches of a
 `select` the choices leave out read (the lengths `sigmoid_norm` needs, when the loss type is
-`sigmoid`) is neither computed nor asked for.
+`sigmoid`; the explicit negatives of InfoNCE, when they are in-batch) is neither computed
+nor asked for.
 """
 
 from __future__ import annotations
@@ -50,8 +51,15 @@ def derivations(spec: ast.SpecAST, choices: dict[str, str] | None = None) -> Der
         for name, decl in derived_inputs(spec).items()
         if decl.fallback is not None and (value := _number(decl.fallback)) is not None
     }
-    outside = tuple(sorted(_read_outside(spec, chosen)))
-    return Derivations(reads=reads, outside=outside, inputs=inputs, fallback=fallback)
+    outside = _read_outside(spec, chosen)
+    unchosen = _read_outside(spec, None) - outside
+    return Derivations(
+        reads=reads,
+        outside=tuple(sorted(outside)),
+        inputs=inputs,
+        fallback=fallback,
+        unchosen=tuple(sorted(unchosen)),
+    )
 
 
 def variant(
@@ -132,8 +140,9 @@ def _chosen(spec: ast.SpecAST, overrides: dict[str, str]) -> dict[str, str]:
     }
 
 
-def _read_outside(spec: ast.SpecAST, chosen: dict[str, str]) -> set[str]:
-    """Names read by params, lets, terms, metrics and the objective (not by derivations)."""
+def _read_outside(spec: ast.SpecAST, chosen: dict[str, str] | None) -> set[str]:
+    """Names read by params, lets, terms, metrics and the objective (not by derivations),
+    under the static choices `chosen` (every branch of every `select` when None)."""
     names: set[str] = set()
     for decl in spec.decls:
         if isinstance(decl, ast.ParamDecl) and decl.value is not None:
@@ -145,7 +154,7 @@ def _read_outside(spec: ast.SpecAST, chosen: dict[str, str]) -> set[str]:
     return names
 
 
-def _names(expression: ast.Expr, chosen: dict[str, str]) -> set[str]:
+def _names(expression: ast.Expr, chosen: dict[str, str] | None) -> set[str]:
     """The names an expression reads; of a `select` of a static choice, the chosen branch."""
     found: set[str] = set()
     stack: list[ast.Expr] = [expression]
@@ -166,9 +175,14 @@ def _names(expression: ast.Expr, chosen: dict[str, str]) -> set[str]:
     return found
 
 
-def _chosen_branch(call: ast.Call, chosen: dict[str, str]) -> ast.Expr | None:
+def _chosen_branch(call: ast.Call, chosen: dict[str, str] | None) -> ast.Expr | None:
     """The branch `select(choice, …)` keeps, when the call is one and has it."""
-    if call.func != "select" or len(call.args) != 1 or not isinstance(call.args[0], ast.Name):
+    if (
+        chosen is None
+        or call.func != "select"
+        or len(call.args) != 1
+        or not isinstance(call.args[0], ast.Name)
+    ):
         return None
     value = chosen.get(call.args[0].id)
     return next((k.value for k in call.kwargs if k.name == value), None)

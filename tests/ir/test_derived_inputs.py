@@ -225,3 +225,24 @@ def test_a_derived_input_only_an_unchosen_branch_reads_is_neither_needed_nor_acc
     assert fn(a=a, lengths=torch.tensor([2.0, 1.0])).loss.item() == (0.5 + 4.0) / 2
     with pytest.raises(lossdsl.InputError, match="missing input `mask`.*or pass `lengths`"):
         fn(a=a)
+
+
+def test_an_input_only_an_unchosen_branch_reads_is_not_needed() -> None:
+    text = textwrap.dedent(
+        """
+        loss negatives
+        input q   : float[N] grad
+        input neg : float[N]
+        param mode = "own" in {"own", "given"}
+        term t = mean(select(mode, own = square(q), given = square(q - neg)))
+        """
+    ).lstrip()
+    fn = lossdsl.load_text(text)
+    q = torch.tensor([1.0, 3.0], dtype=torch.float64)
+    assert fn(q=q).loss.item() == 5.0
+    with pytest.raises(lossdsl.InputError, match='does not read `neg` with mode="own"'):
+        fn(q=q, neg=q)
+    fn.set_params(mode="given")
+    assert fn(q=q, neg=torch.ones(2, dtype=torch.float64)).loss.item() == 2.0
+    with pytest.raises(lossdsl.InputError, match="missing input `neg`"):
+        fn(q=q)
