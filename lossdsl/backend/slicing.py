@@ -637,7 +637,17 @@ class _OnePass(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad_loss, *unused):  # type: ignore[override]
-        return (None, None, *(g * grad_loss.to(g.dtype) for g in ctx.gradients))
+        # Scaled in place: the buffers are this call's own, and a copy of the head's gradient
+        # would double the largest tensor of the backward.
+        gradients, ctx.gradients = ctx.gradients, None
+        if gradients is None:
+            raise RuntimeError(
+                "the backward of a sliced loss runs once (its gradients were computed with "
+                "its values); call the module again for another backward"
+            )
+        for g in gradients:
+            g.mul_(grad_loss.to(g.dtype))
+        return (None, None, *gradients)
 
 
 class _TwoPass(torch.autograd.Function):
