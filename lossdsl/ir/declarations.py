@@ -190,22 +190,31 @@ class Symbols:
         written in the spec or in a def's body (not one of the def's arguments). Collected
         before any expression is built, so that `index(K)` may come before the rename."""
         declared = set(self.dims)
+        passing = self._passing_new_dims()
         for expression, arguments in self._expressions():
             for call in _calls(expression):
-                op = OPS.get(call.func)
-                if op is None or call.func in self.defs:
-                    continue
-                for position, arg in enumerate(op.args):
-                    if arg.kind != NEW_DIM:
+                for target in _new_dim_arguments(call, self.defs, passing):
+                    if target.id in arguments or target.id in declared:
                         continue
-                    given = [k.value for k in call.kwargs if k.name == arg.name]
-                    value = call.args[position] if position < len(call.args) else None
-                    target = given[0] if given else value
-                    if not isinstance(target, ast.Name) or target.id in arguments:
-                        continue
-                    if target.id not in declared and target.id not in self.new_dims:
+                    if target.id not in self.new_dims:
                         self.new_dims.add(target.id)
                         self.dims.append(target.id)
+
+    def _passing_new_dims(self) -> dict[str, set[int]]:
+        """For each def, the positions of its arguments that reach a new dim
+        (`def copy(x, N, K) = rename(x, N, K)`: position 2), through other defs too."""
+        passing: dict[str, set[int]] = {name: set() for name in self.defs}
+        grew = True
+        while grew:
+            grew = False
+            for name, definition in self.defs.items():
+                for call in _calls(definition.body):
+                    for target in _new_dim_arguments(call, self.defs, passing):
+                        if target.id in definition.params:
+                            position = definition.params.index(target.id)
+                            grew |= position not in passing[name]
+                            passing[name].add(position)
+        return passing
 
     def _expressions(self) -> Iterator[tuple[ast.Expr, tuple[str, ...]]]:
         """Every expression of the spec, and every def body (with the def's arguments)."""
@@ -500,3 +509,23 @@ def _calls(expression: ast.Expr) -> Iterator[ast.Call]:
             stack += [e.left, e.right]
         elif isinstance(e, ast.ListExpr):
             stack += list(e.items)
+
+
+def _new_dim_arguments(
+    call: ast.Call, defs: dict[str, ast.DefDecl], passing: dict[str, set[int]]
+) -> Iterator[ast.Name]:
+    """The names a call gives as new dims: `to=` of `rename`, or a def's argument that
+    reaches one."""
+    if call.func in defs:
+        for position in sorted(passing.get(call.func, ())):
+            if position < len(call.args) and isinstance(call.args[position], ast.Name):
+                yield call.args[position]  # type: ignore[misc]
+        return
+    op = OPS.get(call.func)
+    for position, arg in enumerate(op.args if op is not None else ()):
+        if arg.kind != NEW_DIM:
+            continue
+        given = [k.value for k in call.kwargs if k.name == arg.name]
+        target = given[0] if given else (call.args[position] if position < len(call.args) else None)
+        if isinstance(target, ast.Name):
+            yield target

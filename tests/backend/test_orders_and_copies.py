@@ -154,3 +154,18 @@ def test_compiled_one_hot_of_class_indices_compiles_once_beside_an_integer_metri
     assert backend.compilations == 1
     with pytest.raises(lossdsl.InputError, match="class index outside"):
         fn(z=torch.randn(2, 3, dtype=F64), labels=torch.tensor([0, 3]))
+
+
+def test_a_new_dim_may_be_introduced_through_a_def():
+    fn = load(
+        """
+        loss through_a_def
+        input z : float[N, D] grad
+        def copy(x, N, K) = rename(x, N, K)
+        def gram(x, N, K, D) = matmul(x, copy(x, N, K), dim=D)
+        term t = sum(where(one_hot(index(N), M) > 0, 0, gram(z, N, M, D)))
+        """
+    )
+    z = torch.randn(3, 2, dtype=F64)
+    expected = (z @ z.T).sum() - (z * z).sum()
+    torch.testing.assert_close(fn(z=z).loss, expected, rtol=1e-12, atol=1e-12)
