@@ -147,7 +147,10 @@ def torch_linear_ce(chunked: bool) -> Variant:
 
     def run(inputs: Inputs) -> Tensor:
         return F.linear_cross_entropy(
-            inputs["hidden"], inputs["head"], inputs["target"], ignore_index=IGNORE,
+            inputs["hidden"],
+            inputs["head"],
+            inputs["target"],
+            ignore_index=IGNORE,
             options=options,
         )
 
@@ -166,13 +169,18 @@ def liger_grpo() -> Variant:
 
     # loss_type "grpo": per-sequence token mean, then the mean over sequences; k3 KL with
     # beta = 0.04; clip 0.2 both ways: the standard `grpo` spec's defaults.
-    loss = LigerFusedLinearGRPOLoss(beta=0.04, loss_type="grpo", epsilon_low=0.2,
-                                    epsilon_high=0.2, use_ref_model=True)
+    loss = LigerFusedLinearGRPOLoss(
+        beta=0.04, loss_type="grpo", epsilon_low=0.2, epsilon_high=0.2, use_ref_model=True
+    )
 
     def run(inputs: Inputs) -> Tensor:
         out = loss(
-            inputs["hidden"], inputs["head"], inputs["actions"], inputs["mask"].long(),
-            inputs["advantages"].reshape(-1), ref_per_token_logps=inputs["ref_logp"],
+            inputs["hidden"],
+            inputs["head"],
+            inputs["actions"],
+            inputs["mask"].long(),
+            inputs["advantages"].reshape(-1),
+            ref_per_token_logps=inputs["ref_logp"],
             old_per_token_logps=inputs["old_logp"],
         )
         return out[0] if isinstance(out, tuple) else out
@@ -190,8 +198,9 @@ def liger_dpo() -> Variant:
         hidden = torch.cat([inputs["chosen_hidden"], inputs["rejected_hidden"]])
         target = torch.cat([inputs["chosen_labels"], inputs["rejected_labels"]])
         reference = torch.cat([inputs["ref_chosen_hidden"], inputs["ref_rejected_hidden"]])
-        out = loss(inputs["head"], hidden, target, ref_input=reference,
-                   ref_weight=inputs["ref_head"])
+        out = loss(
+            inputs["head"], hidden, target, ref_input=reference, ref_weight=inputs["ref_head"]
+        )
         return out[0] if isinstance(out, tuple) else out
 
     return run
@@ -255,8 +264,10 @@ def time_case(case: str, settings: argparse.Namespace) -> list[Row]:
             for _ in range(settings.warmup):
                 loss = forward_backward(fn, inputs)
         except Exception as error:  # an anchor that cannot run here is reported, not hidden
-            rows[name] = Row(name, status=f"unavailable: {type(error).__name__}: "
-                             f"{str(error).splitlines()[0][:120]}")
+            rows[name] = Row(
+                name,
+                status=f"unavailable: {type(error).__name__}: {str(error).splitlines()[0][:120]}",
+            )
             continue
         rows[name] = Row(name, loss=loss)
         ready[name] = fn
@@ -318,9 +329,19 @@ def measure_memory(case: str, variant: str, settings: argparse.Namespace) -> dic
 
 def measure_in_subprocess(case: str, row: Row, settings: argparse.Namespace) -> None:
     command = [
-        sys.executable, __file__, "--measure-memory", case, row.variant,
-        "--size", settings.size, "--dtype", settings.dtype, "--device", settings.device,
-        "--warmup", str(settings.warmup),
+        sys.executable,
+        __file__,
+        "--measure-memory",
+        case,
+        row.variant,
+        "--size",
+        settings.size,
+        "--dtype",
+        settings.dtype,
+        "--device",
+        settings.device,
+        "--warmup",
+        str(settings.warmup),
     ]
     print(f"  memory {case} / {row.variant}", file=sys.stderr, flush=True)
     done = subprocess.run(command, capture_output=True, text=True, timeout=3600)
@@ -343,8 +364,10 @@ def print_table(case: str, rows: list[Row]) -> None:
     )
     unsliced = next((r.median_s for r in ok if r.variant == "lossdsl unsliced compiled"), None)
     print(f"\n{case}")
-    print(f"{'variant':32} {'median s':>9} {'spread s':>14} {'x anchor':>9} {'x unsliced':>10} "
-          f"{'extra MiB':>10} {'loss':>12}")
+    print(
+        f"{'variant':32} {'median s':>9} {'spread s':>14} {'x anchor':>9} {'x unsliced':>10} "
+        f"{'extra MiB':>10} {'loss':>12}"
+    )
     for row in rows:
         if row.median_s is None:
             print(f"{row.variant:32} {row.status}")
@@ -353,13 +376,16 @@ def print_table(case: str, rows: list[Row]) -> None:
         vs_anchor = f"{row.median_s / fastest_anchor:.2f}" if fastest_anchor else "-"
         vs_unsliced = f"{row.median_s / unsliced:.2f}" if unsliced else "-"
         memory = f"{row.extra_mib:.0f}" if row.extra_mib is not None else row.memory_method or "-"
-        print(f"{row.variant:32} {row.median_s:9.3f} {spread:>14} {vs_anchor:>9} "
-              f"{vs_unsliced:>10} {memory:>10} {row.loss:12.6f}")
+        print(
+            f"{row.variant:32} {row.median_s:9.3f} {spread:>14} {vs_anchor:>9} "
+            f"{vs_unsliced:>10} {memory:>10} {row.loss:12.6f}"
+        )
 
 
 def parse_args() -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawTextHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawTextHelpFormatter
+    )
     parser.add_argument("--case", action="append", choices=["cross_entropy", "grpo", "dpo"])
     parser.add_argument("--size", choices=sorted(SIZES), default="cpu")
     parser.add_argument("--llm", action="store_true", help="LLM sizes in bf16 (for a GPU)")
@@ -370,8 +396,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--no-memory", dest="memory", action="store_false")
     parser.add_argument("--json", type=Path, default=Path("benchmarks/results/vocab.json"))
-    parser.add_argument("--measure-memory", nargs=2, metavar=("CASE", "VARIANT"),
-                        help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--measure-memory", nargs=2, metavar=("CASE", "VARIANT"), help=argparse.SUPPRESS
+    )
     args = parser.parse_args()
     if args.llm:
         args.size, args.dtype = "llm", "bf16"
@@ -386,9 +413,11 @@ def main() -> None:
         print(json.dumps(measure_memory(*settings.measure_memory, settings)))
         return
     load = os.getloadavg()
-    print(f"machine: {os.cpu_count()} CPUs, torch {torch.__version__}, device {settings.device}, "
-          f"load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}; sizes {settings.size} "
-          f"{asdict(SIZES[settings.size])}, {settings.dtype}, {settings.rounds} rounds")
+    print(
+        f"machine: {os.cpu_count()} CPUs, torch {torch.__version__}, device {settings.device}, "
+        f"load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}; sizes {settings.size} "
+        f"{asdict(SIZES[settings.size])}, {settings.dtype}, {settings.rounds} rounds"
+    )
     report = {"settings": vars(settings) | {"json": str(settings.json)}, "cases": {}}
     for case in settings.case or ["cross_entropy", "grpo", "dpo"]:
         rows = time_case(case, settings)
