@@ -279,3 +279,13 @@ def test_clip_scale_stops_at_max_scale():
     assert_close_relative(out.loss, expected, "clip clipped at 100")
     (grad,) = torch.autograd.grad(out.loss, scale)
     assert grad.item() == 0.0
+
+
+def test_clip_accuracy_counts_pairs_that_score_highest_in_their_row_and_column():
+    gen = _gen(12)
+    texts = _randn(gen, 4, 6)
+    images = texts.clone()
+    images[0] = texts[1]  # image 0 matches text 1 better than its own
+    out = lossdsl.load("clip")(image_features=images, text_features=texts)
+    assert out.metrics["image_accuracy"].item() == pytest.approx(3 / 4)
+    assert out.metrics["text_accuracy"].item() == pytest.approx(3 / 4)
