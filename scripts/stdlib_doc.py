@@ -4,6 +4,10 @@ tests/test_stdlib_doc.py keeps the committed page in step with the analysis."""
 
 from __future__ import annotations
 
+import importlib.util
+from pathlib import Path
+from types import ModuleType
+
 from lossdsl.passes import check_reference
 from lossdsl.resources import stdlib_dir, stdlib_index
 
@@ -15,6 +19,16 @@ respect to the `grad` inputs (see [Properties](language.md#properties)): they ar
 from the analysis by `python scripts/stdlib_doc.py > docs/stdlib.md`, and a test fails
 when this page and the analysis disagree.
 """
+
+
+def framework_losses() -> ModuleType:
+    """scripts/framework_losses.py, the comparison table, loaded beside this script."""
+    path = Path(__file__).with_name("framework_losses.py")
+    spec = importlib.util.spec_from_file_location("framework_losses", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def render() -> str:
@@ -57,6 +71,7 @@ def render() -> str:
                     f"{found['continuous']} |"
                 )
             parts.append("")
+    parts.append(framework_losses().render())
     return "\n".join(parts).rstrip() + "\n"
 
 

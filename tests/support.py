@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import itertools
+import math
+from typing import Any
+
 import torch
 
 
@@ -34,3 +38,25 @@ def spec_inputs(loss_fn, sizes: dict, seed: int = 0) -> dict:
             tensor = -torch.rand(shape, generator=generator) - 0.1
         values[spec["name"]] = tensor.requires_grad_(spec["grad"])
     return values
+
+
+MAX_CHOICE_COMBINATIONS = 64
+
+
+def static_choice_sets(choices: list[Any]) -> list[tuple[tuple[str, str], ...]]:
+    """The static-choice settings a test of every variant of a spec tries: every combination,
+    or, where there are more than MAX_CHOICE_COMBINATIONS (dpo_variants has 25 200), the
+    defaults and each choice set to each of its values alone (the spec's own tests cross
+    the options that interact)."""
+    options = [[(c.name, v) for v in c.choices] for c in choices]
+    if math.prod(len(o) for o in options) <= MAX_CHOICE_COMBINATIONS:
+        return [tuple(combo) for combo in itertools.product(*options)]
+    defaults = tuple((c.name, c.value) for c in choices)
+    sets = [defaults]
+    for position, choice in enumerate(choices):
+        for value in choice.choices:
+            if value != choice.value:
+                changed = list(defaults)
+                changed[position] = (choice.name, value)
+                sets.append(tuple(changed))
+    return sets

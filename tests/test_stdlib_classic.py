@@ -173,6 +173,85 @@ def gaussian_inputs(gen: torch.Generator, params: Params) -> Inputs:
     return {"input": _randn(gen, 3, 4), "target": _randn(gen, 3, 4), "var": var}
 
 
+def triplet_inputs(gen: torch.Generator, params: Params) -> Inputs:
+    """Triplets whose negative is nearer than the positive (the hinge active), far beyond
+    the margin (inactive), one positive equal to its anchor (distance from eps alone), and
+    one positive farther from the negative than the anchor (the swap picks it)."""
+    anchor, positive, negative = (_randn(gen, 6, 4) for _ in range(3))
+    positive[0] = anchor[0]
+    negative[1] = anchor[1] + 10.0
+    negative[2] = anchor[2] + 0.05 * _randn(gen, 4)
+    positive[3] = negative[3] + 0.1 * _randn(gen, 4)
+    return {"anchor": anchor, "positive": positive, "negative": negative}
+
+
+def cosine_pair_inputs(gen: torch.Generator, params: Params) -> Inputs:
+    """Pairs with targets 1 and -1, a vector of norm ~1e-4 (torch's 1e-12 under the root
+    moves its cosine by ~1e-4), opposite vectors, and one target of 0 (which counts
+    nothing, in torch too). No cosine equals the margin: the hinge's kink, where torch's
+    clamp passes the gradient and relu does not."""
+    input1, input2 = _randn(gen, 6, 4), _randn(gen, 6, 4)
+    input1[0] = 1e-4 * input1[0]
+    input2[1] = -2.0 * input1[1]
+    target = _signs(gen, 6)
+    target[5] = 0.0
+    return {"input1": input1, "input2": input2, "target": target}
+
+
+def multi_class_inputs(gen: torch.Generator, params: Params) -> Inputs:
+    """Scores [5, 4] and a target class per row; one row far ahead of the others (no
+    hinge active), one far behind (every hinge active)."""
+    input = _randn(gen, 5, 4)
+    target = torch.randint(0, 4, (5,), generator=gen)
+    target[0], target[1] = 2, 0
+    input[0, 2] = 10.0
+    input[1, 0] = -10.0
+    return {"input": input, "target": target}
+
+
+def weighted_multi_class_inputs(gen: torch.Generator, params: Params) -> Inputs:
+    return {**multi_class_inputs(gen, params), "weight": 2 * _rand(gen, 4)}
+
+
+def multi_label_inputs(gen: torch.Generator, params: Params) -> Inputs:
+    """Logits [4, 5] with +-1e4 entries against labels 0 and 1, soft labels elsewhere."""
+    input = _randn(gen, 4, 5) * 3
+    target = _rand(gen, 4, 5)
+    input[0] = torch.tensor([1e4, -1e4, 1e4, -1e4, 0.0])
+    target[0] = torch.tensor([1.0, 0.0, 0.0, 1.0, 1.0])
+    return {"input": input, "target": target}
+
+
+def weighted_multi_label_inputs(gen: torch.Generator, params: Params) -> Inputs:
+    return {**multi_label_inputs(gen, params), "weight": 2 * _rand(gen, 5)}
+
+
+def label_list_inputs(gen: torch.Generator, params: Params) -> Inputs:
+    """Scores [5, 5] and class lists ended by -1: entries after the -1 are ignored, an empty
+    list, a class listed twice, and every class listed (no class outside the set)."""
+    input = _randn(gen, 5, 5) * 2
+    target = torch.tensor(
+        [
+            [3, 0, -1, 1, 2],
+            [-1, 2, 3, 4, 0],
+            [1, 1, 4, -1, -1],
+            [0, 1, 2, 3, 4],
+            [4, -1, 0, 0, 0],
+        ]
+    )
+    return {"input": input, "target": target}
+
+
+def rate_inputs(gen: torch.Generator, params: Params) -> Inputs:
+    """Rates (one exactly 0, where only eps keeps the log finite) against counts 0, 1 and
+    above."""
+    inputs = count_inputs(gen, params)
+    rate = 0.1 + 3 * _rand(gen, 3, 4)
+    rate[1, 0] = 0.0
+    inputs["target"][1, 0] = 0.0
+    return {**inputs, "input": rate}
+
+
 # ---- the references --------------------------------------------------------------------------
 
 
@@ -341,10 +420,15 @@ CASES = [
         "poisson_nll",
         count_inputs,
         lambda x, p: F.poisson_nll_loss(
-            x["input"], x["target"], log_input=True, full=p["full"] == "on", eps=p["eps"]
+            x["input"],
+            x["target"],
+            log_input=True,
+            full=p["full"] == "on",
+            eps=p["eps"],
+            reduction=p["reduction"],
         ),
-        defaults={"full": "off", "eps": 1e-8},
-        overrides=(("full", "on"), ("eps", 0.1)),
+        defaults={"full": "off", "eps": 1e-8, "reduction": "mean"},
+        overrides=(("full", "on"), ("eps", 0.1), ("reduction", "sum")),
     ),
     Case(
         "gaussian_nll",
@@ -355,6 +439,104 @@ CASES = [
         grad=("input", "var"),
         defaults={"full": "off", "eps": 1e-6},
         overrides=(("full", "on"), ("eps", 0.05)),
+    ),
+    Case(
+        "poisson_nll_rate",
+        rate_inputs,
+        lambda x, p: F.poisson_nll_loss(
+            x["input"],
+            x["target"],
+            log_input=False,
+            full=p["full"] == "on",
+            eps=p["eps"],
+            reduction=p["reduction"],
+        ),
+        defaults={"full": "off", "eps": 1e-8, "reduction": "mean"},
+        overrides=(("full", "on"), ("eps", 0.1), ("reduction", "sum")),
+    ),
+    Case(
+        "triplet_margin",
+        triplet_inputs,
+        lambda x, p: F.triplet_margin_loss(
+            x["anchor"],
+            x["positive"],
+            x["negative"],
+            margin=p["margin"],
+            p=p["p"],
+            eps=p["eps"],
+            swap=p["swap"] == "on",
+            reduction=p["reduction"],
+        ),
+        grad=("anchor", "positive", "negative"),
+        defaults={"margin": 1.0, "p": 2.0, "eps": 1e-6, "swap": "off", "reduction": "mean"},
+        overrides=(
+            ("margin", 0.3),
+            ("p", 1.0),
+            ("p", 3.0),
+            ("eps", 0.0),
+            ("swap", "on"),
+            ("reduction", "sum"),
+        ),
+    ),
+    Case(
+        "cosine_embedding",
+        cosine_pair_inputs,
+        lambda x, p: F.cosine_embedding_loss(
+            x["input1"], x["input2"], x["target"], margin=p["margin"], reduction=p["reduction"]
+        ),
+        grad=("input1", "input2"),
+        defaults={"margin": 0.0, "reduction": "mean"},
+        overrides=(("margin", 0.4), ("margin", -0.5), ("reduction", "sum")),
+    ),
+    Case(
+        "multi_margin",
+        multi_class_inputs,
+        lambda x, p: F.multi_margin_loss(
+            x["input"], x["target"], p=int(p["p"]), margin=p["margin"], reduction=p["reduction"]
+        ),
+        defaults={"p": 1, "margin": 1.0, "reduction": "mean"},
+        overrides=(("p", 2), ("margin", 0.3), ("reduction", "sum")),
+    ),
+    Case(
+        "multi_margin",
+        weighted_multi_class_inputs,
+        lambda x, p: F.multi_margin_loss(
+            x["input"],
+            x["target"],
+            p=int(p["p"]),
+            margin=p["margin"],
+            weight=x["weight"],
+            reduction=p["reduction"],
+        ),
+        defaults={"p": 1, "margin": 1.0, "reduction": "mean"},
+        overrides=(("p", 2), ("reduction", "sum")),
+        id="multi_margin-weighted",
+    ),
+    Case(
+        "multilabel_soft_margin",
+        multi_label_inputs,
+        lambda x, p: F.multilabel_soft_margin_loss(
+            x["input"], x["target"], reduction=p["reduction"]
+        ),
+        defaults={"reduction": "mean"},
+        overrides=(("reduction", "sum"),),
+    ),
+    Case(
+        "multilabel_soft_margin",
+        weighted_multi_label_inputs,
+        lambda x, p: F.multilabel_soft_margin_loss(
+            x["input"], x["target"], weight=x["weight"], reduction=p["reduction"]
+        ),
+        defaults={"reduction": "mean"},
+        overrides=(("reduction", "sum"),),
+        id="multilabel_soft_margin-weighted",
+    ),
+    Case(
+        "multilabel_margin",
+        label_list_inputs,
+        lambda x, p: F.multilabel_margin_loss(x["input"], x["target"], reduction=p["reduction"]),
+        defaults={"reduction": "mean"},
+        overrides=(("reduction", "sum"),),
     ),
 ]
 

@@ -106,7 +106,7 @@ def _same_dtype(low: _Lowering, a_id: int, b_id: int) -> bool:
 
 
 def _index(low: _Lowering, node: Node, args: list[Value]) -> Value:
-    return torch.arange(low.size_of(node.attrs["dim"]), device=low.step.device)
+    return low.positions(low.size_of(node.attrs["dim"]))
 
 
 def _norm_axes(low: _Lowering, node: Node) -> dict:

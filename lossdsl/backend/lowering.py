@@ -81,7 +81,24 @@ class _Lowering:
         """A Python constant as a 0-d tensor in the compute dtype, on the inputs' device."""
         if isinstance(value, fx.Proxy):
             return value
-        return torch.full_like(self.step, float(value))
+        number = float(value)
+        return self.once(("constant", number), lambda: torch.full_like(self.step, number))
+
+    def device(self) -> Value:
+        """The inputs' device, read once per graph."""
+        return self.once("device", lambda: self.step.device)
+
+    def positions(self, size: Value) -> Value:
+        """0 … size - 1 on the inputs' device, made once per size (a new dim shares its
+        source's)."""
+        key = ("positions", size.node if isinstance(size, fx.Proxy) else size)
+        return self.once(key, lambda: torch.arange(size, device=self.device()))
+
+    def as_long(self, index: Value) -> Value:
+        """Integer indices as int64 (what torch indexes with), converted once per value."""
+        if not isinstance(index, fx.Proxy):
+            return index
+        return self.once(("long", index.node), lambda: index.long())
 
     def floating(self, value: Value, kind: str) -> Value:
         """Bool and int tensors enter float ops in the compute dtype."""
@@ -406,8 +423,12 @@ class _Lowering:
         sources = [spec for spec in self.ir.inputs if spec.node in self.reachable(index_id)]
         if not isinstance(index, fx.Proxy) or not sources:
             return  # indices the graph makes itself (`index(D)`) are in range
-        in_range = ((index >= 0) & (index < size)).all()
-        torch._assert_async(in_range, index_message(sources, index_id, dim))
+
+        def check() -> None:
+            in_range = ((index >= 0) & (index < size)).all()
+            torch._assert_async(in_range, index_message(sources, index_id, dim))
+
+        self.once(("indices checked", index_id, dim), check)  # one dim: one size
 
     def is_coefficient(self, node_id: int) -> bool:
         """A value of numbers, params and `step` only: the same for every element."""
@@ -439,6 +460,16 @@ class _Lowering:
         return self.ir.node(node.args[arg_index]).type.dims
 
     def size_of(self, dim: str) -> Value:
+        """The size of a dim, read once per graph (a new dim and its source share it)."""
+        for node in self.ir.nodes:  # a new dim of `rename(x, dim=N, to=K)`: K is N's size
+            if node.op == "rename" and node.attrs["to"] == dim:
+                return self.size_of(node.attrs["dim"])
+        key = ("size", dim)
+        if key not in self.shared:
+            self.shared[key] = self._size_from_inputs(dim)
+        return self.shared[key]
+
+    def _size_from_inputs(self, dim: str) -> Value:
         for spec in self.ir.inputs:
             if dim in spec.dims:
                 return self.input_proxies[spec.name].size(self.axis(spec.dims, dim))
@@ -701,7 +732,7 @@ def _with_identity(fn_name: str, x: Value, fill: float, options: dict) -> Value:
     """amax/amin with one `fill` appended to the reduced elements: -inf/inf over no element,
     where torch raises. Eagerly the padding copies `x`; Inductor fuses it into the reduction."""
     axes = options.get("dim")
-    rows = x.flatten() if axes is None else x.movedim(axes, range(-len(axes), 0))
+    rows = x.flatten() if axes is None else x.movedim(axes, tuple(range(-len(axes), 0)))
     if axes is not None:
         rows = rows.flatten(-len(axes))
     value = getattr(torch.nn.functional.pad(rows, (0, 1), value=fill), fn_name)(-1)
@@ -800,8 +831,31 @@ def _gather(low: _Lowering, node: Node, args: list[Value]) -> Value:
     axis = low.axis(low.dims_of(node), node.attrs["dim"])
     x = low.tensor(x)
     low.check_indices(index, node.args[1], low.dim_size(x, axis), node.attrs["dim"])
-    picked = torch.gather(x, axis, index.long().unsqueeze(axis))
+    if low.dims_of(node) == (node.attrs["dim"],):
+        # One value per class read at any number of indices (a class weight at each target):
+        # the result has the index's dims, which torch.gather would want `x` to have too.
+        return x[low.as_long(index)]
+    picked = torch.gather(x, axis, low.as_long(index).unsqueeze(axis))
     return picked.squeeze(axis)
+
+
+@lowering("sort")
+def _sort(low: _Lowering, node: Node, args: list[Value]) -> Value:
+    axis = low.axis(low.dims_of(node), node.attrs["dim"])
+    descending = bool(node.attrs.get("descending", False))
+    return torch.sort(low.tensor(args[0]), dim=axis, descending=descending).values
+
+
+@lowering("cumsum")
+def _cumsum(low: _Lowering, node: Node, args: list[Value]) -> Value:
+    axis = low.axis(low.dims_of(node), node.attrs["dim"])
+    return torch.cumsum(low.tensor(args[0]), dim=axis)
+
+
+@lowering("rename")
+def _rename(low: _Lowering, node: Node, args: list[Value]) -> Value:
+    """The same tensor: dims are positions, and the renamed dim keeps its place."""
+    return args[0]
 
 
 @lowering("one_hot")
@@ -810,13 +864,15 @@ def _one_hot(low: _Lowering, node: Node, args: list[Value]) -> Value:
     n = node.attrs["n"]
     classes = n if isinstance(n, int) else low.size_of(n)
     low.check_indices(index, node.args[0], classes, str(n))
-    return torch.nn.functional.one_hot(index.long(), classes).to(low.dtype)
+    # A comparison with the positions, not F.one_hot: that reads its indices to check them
+    # (a data-dependent size under torch.compile, a recompilation per batch size), which
+    # check_indices has already done, and it refuses an empty dim of classes.
+    return (low.as_long(index).unsqueeze(-1) == low.positions(classes)).to(low.dtype)
 
 
 @lowering("size")
 def _size(low: _Lowering, node: Node, args: list[Value]) -> Value:
-    one = low.once("one", lambda: torch.full_like(low.step, 1.0))
-    return one * low.size_of(node.attrs["dim"])
+    return low.tensor(1.0) * low.size_of(node.attrs["dim"])
 
 
 # schedules of `step`

@@ -161,7 +161,7 @@ class LossModule(LossRuntime, nn.Module):
         stepped = self._step_totals is not None and bool(global_sums(ir))
         if self.__dict__["_installed"] != (_variant_key(ir), resolve(self._group), stepped):
             self._install(ir)
-        if derivations.reads and check:
+        if (derivations.reads or derivations.unchosen) and check:
             self._check_variant_inputs(inputs)
 
     # ---- micro-batches of one optimizer step (LANGUAGE.md "Data parallel") -----------------
@@ -237,7 +237,13 @@ class LossModule(LossRuntime, nn.Module):
         used = {i["name"] for i in self.SPEC["inputs"]}
         unused = sorted(n for n in inputs if n in derivations.inputs and n not in used)
         if unused:
-            passed = sorted(n for n in derivations.reads if n in inputs)
+            passed = sorted(n for n in derivations.reads if n in inputs and n not in unused)
+            if not passed:  # read by none of this variant's values: a branch not chosen
+                choices = ", ".join(f'{k}="{v}"' for k, v in self.choices.items())
+                raise InputError(
+                    f"{self.SPEC['name']} does not read {_names(unused)}"
+                    + (f" with {choices}" if choices else "")
+                )
             raise InputError(
                 f"{self.SPEC['name']} does not read {_names(unused)} when "
                 f"{_names(passed) or 'these inputs'} {'is' if len(passed) == 1 else 'are'} "

@@ -48,6 +48,7 @@ class _Builder:
         symbols.collect_values()
         symbols.declare_step()
         symbols.declare_inputs()
+        symbols.declare_new_dims()
         symbols.declare_choices()
         for decl in symbols.build_order():
             self.value_of(decl.name, decl.name_span, Scope())

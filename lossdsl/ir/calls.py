@@ -18,7 +18,7 @@ from lossdsl.ir.schedules import schedule_problems
 from lossdsl.ir.trampoline import Walk
 from lossdsl.ir.types import TensorType
 from lossdsl.ops import ELEMENTWISE_FORM, OPERATOR_ONLY, OPS, VALUE_OPS, Op
-from lossdsl.ops.op import DIM, DIMS, FLAG, MASK, NUMBER, NUMBERS, SIZE, TENSOR
+from lossdsl.ops.op import DIM, DIMS, FLAG, MASK, NEW_DIM, NUMBER, NUMBERS, SIZE, TENSOR
 from lossdsl.syntax import ast
 
 if TYPE_CHECKING:
@@ -86,9 +86,31 @@ class Calls:
             raise Failed
         if "present" in attrs:
             attrs["present"] = tuple(attrs["present"])
+        self.check_copies(op, attrs, bound, scope)
         if op.group == "schedule":
             self.check_schedule(op, e, bound, tensors, attrs, scope)
         return self.expressions.apply(op, tensors, attrs, e.span, scope, spans)
+
+    def check_copies(
+        self, op: Op, attrs: dict[str, Any], bound: dict[str, ast.Expr], scope: Scope
+    ) -> None:
+        """A new dim is a copy of one dim: `rename(x, B, K)` and `rename(y, T, K)` would give
+        K two sizes (E104)."""
+        for arg in op.args:
+            if arg.kind != NEW_DIM or arg.name not in attrs:
+                continue
+            new, source, span = attrs[arg.name], attrs["dim"], bound[arg.name].span
+            first = self.symbols.copied_from.setdefault(new, (source, span))
+            if first[0] != source:
+                self.graph.error(
+                    "E104",
+                    f"dim {new} is a copy of {first[0]} (at {first[1]}); it cannot also be a "
+                    f"copy of {source}",
+                    span,
+                    fix=f"introduce another new dim for the copy of {source}",
+                    scope=scope,
+                )
+                raise Failed
 
     def check_schedule(
         self,
@@ -152,6 +174,8 @@ class Calls:
             items = value.items if (kind == DIMS and isinstance(value, ast.ListExpr)) else (value,)
             dims = tuple(self.dim_name(item, op, scope) for item in items)
             return dims if kind == DIMS else dims[0]
+        if kind == NEW_DIM:
+            return self.new_dim_name(value, op, scope)
         if kind == FLAG:
             if isinstance(value, ast.Bool):
                 return value.value
@@ -195,6 +219,30 @@ class Calls:
             raise Failed
         self.graph.error(
             "E104", f"{op.name}() expects a dim name here (like `dim=V`)", value.span, scope=scope
+        )
+        raise Failed
+
+    def new_dim_name(self, value: ast.Expr, op: Op, scope: Scope) -> str:
+        """The new dim a `rename` introduces: a name no input declares."""
+        if isinstance(value, ast.Name):
+            bound = scope.locals.get(value.id)
+            name = bound.name if isinstance(bound, DimAlias) else value.id
+            if name in self.symbols.new_dims:
+                return name
+            if name in self.symbols.dims:
+                self.graph.error(
+                    "E104",
+                    f"{op.name}() introduces a new dim, and {name} is a dim of the inputs",
+                    value.span,
+                    fix=f"a name no input uses, e.g. `{name}2`",
+                    scope=scope,
+                )
+                raise Failed
+        self.graph.error(
+            "E104",
+            f"{op.name}() expects the name of the new dim here (like `to=K`)",
+            value.span,
+            scope=scope,
         )
         raise Failed
 

@@ -15,6 +15,7 @@ from lossdsl.ir.graph import INT64_LIMIT, SCALAR_FLOAT, Graph
 from lossdsl.ir.model import ChoiceSpec, InputSpec, RangeSpec
 from lossdsl.ir.types import ELLIPSIS, TensorType
 from lossdsl.ops import OPS
+from lossdsl.ops.op import NEW_DIM
 from lossdsl.syntax import ast
 
 DTYPES = {
@@ -51,6 +52,8 @@ class Symbols:
         self.value_nodes: dict[str, int] = {}  # the node of each value built so far
         self.failed: set[str] = set()  # values whose errors are already reported
         self.dims: list[str] = []  # named dims in order of first appearance
+        self.new_dims: set[str] = set()  # dims a `rename(…, to=K)` introduces (no input has K)
+        self.copied_from: dict[str, tuple[str, Span]] = {}  # K -> the dim K is a copy of
         self.inputs: list[InputSpec] = []
         self.choices: dict[str, ChoiceSpec] = {}
 
@@ -181,6 +184,51 @@ class Symbols:
                     "gradients; only float inputs can be `grad`",
                     decl.dtype_span,
                 )
+
+    def declare_new_dims(self) -> None:
+        """The dims `rename(x, dim=N, to=K)` introduces: a `to=` name that no input declares,
+        written in the spec or in a def's body (not one of the def's arguments). Collected
+        before any expression is built, so that `index(K)` may come before the rename."""
+        declared = set(self.dims)
+        passing = self._passing_new_dims()
+        for expression, arguments in self._expressions():
+            for call in _calls(expression):
+                for target in _new_dim_arguments(call, self.defs, passing):
+                    if target.id in arguments or target.id in declared:
+                        continue
+                    if target.id not in self.new_dims:
+                        self.new_dims.add(target.id)
+                        self.dims.append(target.id)
+
+    def _passing_new_dims(self) -> dict[str, set[int]]:
+        """For each def, the positions of its arguments that reach a new dim
+        (`def copy(x, N, K) = rename(x, N, K)`: position 2), through other defs too."""
+        passing: dict[str, set[int]] = {name: set() for name in self.defs}
+        grew = True
+        while grew:
+            grew = False
+            for name, definition in self.defs.items():
+                for call in _calls(definition.body):
+                    for target in _new_dim_arguments(call, self.defs, passing):
+                        if target.id in definition.params:
+                            position = definition.params.index(target.id)
+                            grew |= position not in passing[name]
+                            passing[name].add(position)
+        return passing
+
+    def _expressions(self) -> Iterator[tuple[ast.Expr, tuple[str, ...]]]:
+        """Every expression of the spec, and every def body (with the def's arguments)."""
+        for decl in self.spec.decls:
+            if isinstance(decl, ast.InputDecl) and decl.default is not None:
+                yield decl.default, ()
+            elif isinstance(decl, ast.ParamDecl) and decl.value is not None:
+                yield decl.value, ()
+            elif isinstance(decl, ast.ValueDecl):
+                yield decl.value, ()
+            elif isinstance(decl, ast.Minimize):
+                yield decl.objective, ()
+        for definition in self.defs.values():
+            yield definition.body, definition.params
 
     def input_dims(self, decl: ast.InputDecl) -> tuple | None:
         dims: list = []
@@ -448,3 +496,39 @@ def _cycle_from(start: str, calls: dict[str, set[str]]) -> list[str] | None:
 def _find_call_span(e: ast.Expr, func: str) -> Span | None:
     calls = (x for x in ast.walk(e) if isinstance(x, ast.Call) and x.func == func)
     return next((call.span for call in calls), None)
+
+
+def _calls(expression: ast.Expr) -> Iterator[ast.Call]:
+    """The calls inside an expression, found with an explicit stack."""
+    stack: list[ast.Expr] = [expression]
+    while stack:
+        e = stack.pop()
+        if isinstance(e, ast.Call):
+            yield e
+            stack += [*e.args, *(k.value for k in e.kwargs)]
+        elif isinstance(e, ast.Unary):
+            stack.append(e.operand)
+        elif isinstance(e, ast.Binary):
+            stack += [e.left, e.right]
+        elif isinstance(e, ast.ListExpr):
+            stack += list(e.items)
+
+
+def _new_dim_arguments(
+    call: ast.Call, defs: dict[str, ast.DefDecl], passing: dict[str, set[int]]
+) -> Iterator[ast.Name]:
+    """The names a call gives as new dims: `to=` of `rename`, or a def's argument that
+    reaches one."""
+    if call.func in defs:
+        for position in sorted(passing.get(call.func, ())):
+            if position < len(call.args) and isinstance(call.args[position], ast.Name):
+                yield call.args[position]  # type: ignore[misc]
+        return
+    op = OPS.get(call.func)
+    for position, arg in enumerate(op.args if op is not None else ()):
+        if arg.kind != NEW_DIM:
+            continue
+        given = [k.value for k in call.kwargs if k.name == arg.name]
+        target = given[0] if given else (call.args[position] if position < len(call.args) else None)
+        if isinstance(target, ast.Name):
+            yield target

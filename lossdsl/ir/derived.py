@@ -12,6 +12,11 @@ choice: its spec is the written one with each computed input turned into a `let`
 expression, and the inputs only a derivation reads dropped when that derivation is not
 computed (`hidden` and `head` when `logits` is passed). Building it checks that each
 expression gives the dtype and dims its input declares.
+
+What a spec reads is read under its static choices: an input that only branches of a
+`select` the choices leave out read (the lengths `sigmoid_norm` needs, when the loss type is
+`sigmoid`; the explicit negatives of InfoNCE, when they are in-batch) is neither computed
+nor asked for.
 """
 
 from __future__ import annotations
@@ -31,10 +36,12 @@ def derived_inputs(spec: ast.SpecAST) -> dict[str, ast.InputDecl]:
     return {d.name: d for d in spec.decls if isinstance(d, ast.InputDecl) and is_derived(d)}
 
 
-def derivations(spec: ast.SpecAST) -> Derivations:
-    """What each derived input's expression reads, and what the rest of the spec reads."""
+def derivations(spec: ast.SpecAST, choices: dict[str, str] | None = None) -> Derivations:
+    """What each derived input's expression reads, and what the rest of the spec reads, under
+    the static choices (`choices` overrides the declared ones)."""
+    chosen = _chosen(spec, choices or {})
     reads = {
-        name: tuple(sorted(_names(decl.default)))
+        name: tuple(sorted(_names(decl.default, chosen)))
         for name, decl in derived_inputs(spec).items()
         if decl.default is not None
     }
@@ -44,15 +51,24 @@ def derivations(spec: ast.SpecAST) -> Derivations:
         for name, decl in derived_inputs(spec).items()
         if decl.fallback is not None and (value := _number(decl.fallback)) is not None
     }
+    outside = _read_outside(spec, chosen)
+    unchosen = _read_outside(spec, None) - outside
     return Derivations(
-        reads=reads, outside=tuple(sorted(_read_outside(spec))), inputs=inputs, fallback=fallback
+        reads=reads,
+        outside=tuple(sorted(outside)),
+        inputs=inputs,
+        fallback=fallback,
+        unchosen=tuple(sorted(unchosen)),
     )
 
 
-def variant(spec: ast.SpecAST, computed: frozenset[str]) -> ast.SpecAST:
+def variant(
+    spec: ast.SpecAST, computed: frozenset[str], choices: dict[str, str] | None = None
+) -> ast.SpecAST:
     """The spec a call computing `computed` runs: those inputs become lets; inputs that only
-    derivations read are left out unless a computed derivation reads them."""
-    kept = derivations(spec).kept_inputs(computed)
+    derivations read are left out unless a computed derivation reads them, and so are derived
+    inputs nothing reads."""
+    kept = derivations(spec, choices).kept_inputs(computed)
     decls: list[ast.Decl] = []
     for decl in spec.decls:
         if isinstance(decl, ast.InputDecl) and decl.name in computed and decl.default is not None:
@@ -115,20 +131,31 @@ def check_types(spec: ast.SpecAST, ir: SpecIR, computed: frozenset[str]) -> list
     return found
 
 
-def _read_outside(spec: ast.SpecAST) -> set[str]:
-    """Names read by params, lets, terms, metrics and the objective (not by derivations)."""
+def _chosen(spec: ast.SpecAST, overrides: dict[str, str]) -> dict[str, str]:
+    """The value of each static choice: the declared one unless overridden."""
+    return {
+        d.name: overrides.get(d.name, d.choice)
+        for d in spec.decls
+        if isinstance(d, ast.ParamDecl) and d.value is None and d.choice is not None
+    }
+
+
+def _read_outside(spec: ast.SpecAST, chosen: dict[str, str] | None) -> set[str]:
+    """Names read by params, lets, terms, metrics and the objective (not by derivations),
+    under the static choices `chosen` (every branch of every `select` when None)."""
     names: set[str] = set()
     for decl in spec.decls:
         if isinstance(decl, ast.ParamDecl) and decl.value is not None:
-            names |= _names(decl.value)
+            names |= _names(decl.value, chosen)
         elif isinstance(decl, ast.ValueDecl):
-            names |= _names(decl.value)
+            names |= _names(decl.value, chosen)
         elif isinstance(decl, ast.Minimize):
-            names |= _names(decl.objective)
+            names |= _names(decl.objective, chosen)
     return names
 
 
-def _names(expression: ast.Expr) -> set[str]:
+def _names(expression: ast.Expr, chosen: dict[str, str] | None) -> set[str]:
+    """The names an expression reads; of a `select` of a static choice, the chosen branch."""
     found: set[str] = set()
     stack: list[ast.Expr] = [expression]
     while stack:
@@ -139,11 +166,26 @@ def _names(expression: ast.Expr) -> set[str]:
             stack.append(e.operand)
         elif isinstance(e, ast.Binary):
             stack += [e.left, e.right]
+        elif isinstance(e, ast.Call) and (branch := _chosen_branch(e, chosen)) is not None:
+            stack.append(branch)
         elif isinstance(e, ast.Call):
             stack += [*e.args, *(k.value for k in e.kwargs)]
         elif isinstance(e, ast.ListExpr):
             stack += list(e.items)
     return found
+
+
+def _chosen_branch(call: ast.Call, chosen: dict[str, str] | None) -> ast.Expr | None:
+    """The branch `select(choice, …)` keeps, when the call is one and has it."""
+    if (
+        chosen is None
+        or call.func != "select"
+        or len(call.args) != 1
+        or not isinstance(call.args[0], ast.Name)
+    ):
+        return None
+    value = chosen.get(call.args[0].id)
+    return next((k.value for k in call.kwargs if k.name == value), None)
 
 
 def _number(e: ast.Expr) -> float | None:

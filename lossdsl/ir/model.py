@@ -157,6 +157,7 @@ class Derivations(_Frozen):
     outside: tuple[str, ...] = ()
     inputs: tuple[str, ...] = ()
     fallback: dict[str, float] = Field(default_factory=dict)  # `= EXPR else NUMBER`
+    unchosen: tuple[str, ...] = ()  # read only by branches the static choices leave out
 
     def computed_for(self, given: Iterable[str]) -> frozenset[str]:
         """The derived inputs a call passing `given` computes: those it does not pass that a
@@ -188,10 +189,17 @@ class Derivations(_Frozen):
         return True
 
     def kept_inputs(self, computed: frozenset[str]) -> set[str]:
-        """The inputs of the variant computing `computed`: every input but the computed ones
-        and those only derivations read, unless a computed derivation reads them."""
+        """The inputs of the variant computing `computed`: every input but the computed ones,
+        those only derivations read (unless a computed derivation reads them), derived inputs
+        nothing reads, and inputs only branches the static choices leave out read."""
         only_derivations = {n for names in self.reads.values() for n in names} - set(self.outside)
-        kept = {n for n in self.inputs if n not in computed and n not in only_derivations}
+        unread = {n for n in self.reads if n not in self.outside} - only_derivations
+        unread |= set(self.unchosen) - only_derivations
+        kept = {
+            n
+            for n in self.inputs
+            if n not in computed and n not in only_derivations and n not in unread
+        }
         for name in computed:
             kept |= {n for n in self.reads[name] if n not in computed and n in self.inputs}
         return kept

@@ -198,6 +198,11 @@ def sum_image(args: list[Interval], attrs: Attrs) -> Interval:
     return iv.sum_of(args[0], min_count=0 if _masked(attrs) else 1, max_count=max_count(attrs))
 
 
+def cumsum_image(args: list[Interval], attrs: Attrs) -> Interval:
+    """Entry i sums i + 1 elements: between 1 and the size of the dim of them."""
+    return iv.sum_of(args[0], min_count=1, max_count=max_count(attrs))
+
+
 def mean_image(args: list[Interval], attrs: Attrs) -> Interval:
     return iv.mean_of(args[0], may_be_empty=_masked(attrs))
 

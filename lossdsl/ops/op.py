@@ -20,6 +20,7 @@ FLAG = "flag"  # true / false
 NUMBER = "number"  # a numeric literal
 NUMBERS = "numbers"  # a list of numeric literals
 SIZE = "size"  # a dim name or an integer literal
+NEW_DIM = "new dim"  # a dim name no input declares, introduced by the call (`rename`)
 
 
 @dataclass(frozen=True)

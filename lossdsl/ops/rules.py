@@ -6,6 +6,7 @@ from typing import Any
 
 from lossdsl.ir.types import (
     ELLIPSIS,
+    DimError,
     DtypeError,
     Kind,
     ShapeError,
@@ -74,6 +75,16 @@ def contracted(types: Types, attrs: Attrs) -> tuple:
     return (*kept, *extra)
 
 
+def renamed(types: Types, attrs: Attrs) -> tuple:
+    """rename(x, dim=N, to=K): x's dims with N called K, in place."""
+    dims, old, new = types[0].dims, attrs["dim"], attrs["to"]
+    if old not in dims:
+        raise DimError(f"{old} is not a dim of {_shown(dims)}")
+    if new in dims:
+        raise DimError(f"{_shown(dims)} already has a dim {new}")
+    return tuple(new if d == old else d for d in dims)
+
+
 def positions(types: Types, attrs: Attrs) -> tuple:
     return (attrs["dim"],)
 
@@ -103,6 +114,11 @@ def keeps_kind(types: Types, attrs: Attrs) -> Kind:
     """abs, sign, floor, clamp, min/max: ints stay ints; bools become numbers."""
     kind = promote(*types)
     return "float" if kind == "bool" else kind
+
+
+def same_kind(types: Types, attrs: Attrs) -> Kind:
+    """rename: the values as they are, bools included."""
+    return types[0].kind
 
 
 def boolean(types: Types, attrs: Attrs) -> Kind:

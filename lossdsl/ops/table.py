@@ -20,6 +20,7 @@ from lossdsl.ops.facts import (
     clamp_image,
     constant_image,
     count_image,
+    cumsum_image,
     detached,
     domain,
     entropy_image,
@@ -61,7 +62,19 @@ from lossdsl.ops.facts import (
     where_curvature,
     xlogy_curvature,
 )
-from lossdsl.ops.op import DIM, DIMS, FLAG, MASK, NUMBER, NUMBERS, SIZE, TENSOR, Arg, Op
+from lossdsl.ops.op import (
+    DIM,
+    DIMS,
+    FLAG,
+    MASK,
+    NEW_DIM,
+    NUMBER,
+    NUMBERS,
+    SIZE,
+    TENSOR,
+    Arg,
+    Op,
+)
 from lossdsl.ops.robust import cauchy_image, huber_image, log_cosh_image, smooth_l1_image
 
 INC, DEC, ABS_INC = dcp.INCREASING, dcp.DECREASING, dcp.ABS_INCREASING
@@ -360,6 +373,20 @@ OP_LIST: list[Op] = [
                    steep_message="normalize() has a gradient as large as 1/eps near 0, which "
                                  "its argument can reach (it lies in {interval})",
                    steep_fix="a larger eps, e.g. normalize({x}, eps=1e-6)"), mixes=True),
+    # orders and positions along a dim
+    Op("sort", (Arg("x"), Arg("dim", DIM), Arg("descending", FLAG, False)),
+       rules.along_one_dim, rules.same_kind, "sort", "distribution",
+       doc="the values along dim in increasing order (decreasing with descending=true)",
+       facts=Facts(gather_image, smooth=S.KINKED, lipschitz=True), mixes=True),
+    Op("cumsum", (Arg("x"), Arg("dim", DIM)), rules.along_one_dim, rules.sum_kind, "cumsum",
+       "distribution", doc="the running sum along dim: entry i sums entries 0 … i",
+       facts=Facts(cumsum_image, curvature=atom(AFFINE, INC), lipschitz=True,
+                   precision_sensitive=True), mixes=True),
+    Op("rename", (Arg("x"), Arg("dim", DIM), Arg("to", NEW_DIM)), rules.renamed,
+       rules.same_kind, "rename", "shape",
+       doc="x with dim called `to`, a new dim of the same size (a second copy of a batch)",
+       facts=Facts(gather_image, curvature=atom(AFFINE, INC), lipschitz=True),
+       mixes=True),
     # data parallel (backend/collectives.py)
     Op("global_sum", X, rules.same_as_broadcast, rules.floating, "global_sum", "reduction",
        doc="the sum of x over the ranks of the data-parallel group (x without gradient)",

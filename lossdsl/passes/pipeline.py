@@ -125,7 +125,7 @@ def _checked_variant(
     loaded: Loaded, computed: frozenset[str], choices: dict[str, str] | None
 ) -> tuple[SpecIR | None, list[Diagnostic]]:
     assert loaded.spec is not None
-    spec = variant(loaded.spec, computed)
+    spec = variant(loaded.spec, computed, choices)
     ir, diagnostics = build(spec, loaded.used, choices)
     if ir is None:
         return None, diagnostics
@@ -135,7 +135,7 @@ def _checked_variant(
     ir = ir.model_copy(
         update={
             "sources": loaded.sources,
-            "derivations": derivations(loaded.spec),
+            "derivations": derivations(loaded.spec, choices),
             "computed": tuple(sorted(computed)),
         }
     )

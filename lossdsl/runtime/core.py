@@ -142,6 +142,9 @@ class LossRuntime:
         args = [*tensors, self._step(step, self._compute_dtype(tensors), device)]
         if self.SPEC["params"]:
             args.append(self._params_on(device, params or {}))
+        elif params:  # only static choices (or unknown names) to check: the graph takes none
+            self._refuse_choice_overrides(params)
+            self._with(params)
         args += self._adaptive_args(device)
         try:
             out = self._graph(*args)
@@ -163,12 +166,7 @@ class LossRuntime:
 
     def _params_on(self, device: torch.device, overrides: dict[str, Any]) -> torch.Tensor:
         """This call's params vector on `device` (the module's own is moved once, not per call)."""
-        for name, value in overrides.items():
-            if name in self.SPEC["choices"] and value != self.SPEC["choices"][name]["value"]:
-                raise InputError(
-                    f"`{name}` is a static choice: it is fixed when the module is built, not for "
-                    f"one call; use set_params({name}={value!r}) or load the spec with it"
-                )
+        self._refuse_choice_overrides(overrides)
         if overrides:
             return _float64(self._with(overrides), device)
         if self.param_values.dtype != torch.float64:  # `module.to(dtype)` cast the buffer
@@ -178,6 +176,14 @@ class LossRuntime:
             moved = (self.param_values, self.param_values.to(device))
             self.__dict__["_moved_params"] = moved
         return moved[1]
+
+    def _refuse_choice_overrides(self, overrides: dict[str, Any]) -> None:
+        for name, value in overrides.items():
+            if name in self.SPEC["choices"] and value != self.SPEC["choices"][name]["value"]:
+                raise InputError(
+                    f"`{name}` is a static choice: it is fixed when the module is built, not for "
+                    f"one call; use set_params({name}={value!r}) or load the spec with it"
+                )
 
     def _step(self, step: Any, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
         """`step` as a 0-d tensor; a number's tensor is kept while it, the dtype and device stay."""

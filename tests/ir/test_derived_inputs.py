@@ -199,3 +199,50 @@ def test_grpo_takes_a_reference_head_or_no_reference() -> None:
     assert float(same_model.terms["kl"]) == 0.0
     no_reference = fn(**common)
     assert float(no_reference.terms["kl"]) > 0.0  # against log-prob 0, as documented
+
+
+CHOSEN = textwrap.dedent(
+    """
+    loss chosen
+    input a       : float[B] grad
+    input lengths : float[B] in [0, inf) = count(mask, dim=T)
+    input mask    : bool[B, T]
+    param mode = "plain" in {"plain", "per_token"}
+    term t = mean(select(mode, plain = square(a), per_token = square(a) / max(lengths, 1)))
+    """
+).lstrip()
+
+
+def test_a_derived_input_only_an_unchosen_branch_reads_is_neither_needed_nor_accepted() -> None:
+    fn = lossdsl.load_text(CHOSEN)
+    a = torch.tensor([1.0, 2.0], dtype=torch.float64)
+    assert fn(a=a).loss.item() == 2.5
+    with pytest.raises(lossdsl.InputError, match='does not read `lengths` with mode="plain"'):
+        fn(a=a, lengths=torch.ones(2))
+    fn.set_params(mode="per_token")
+    mask = torch.tensor([[True, True, False], [True, False, False]])
+    assert fn(a=a, mask=mask).loss.item() == (0.5 + 4.0) / 2
+    assert fn(a=a, lengths=torch.tensor([2.0, 1.0])).loss.item() == (0.5 + 4.0) / 2
+    with pytest.raises(lossdsl.InputError, match="missing input `mask`.*or pass `lengths`"):
+        fn(a=a)
+
+
+def test_an_input_only_an_unchosen_branch_reads_is_not_needed() -> None:
+    text = textwrap.dedent(
+        """
+        loss negatives
+        input q   : float[N] grad
+        input neg : float[N]
+        param mode = "own" in {"own", "given"}
+        term t = mean(select(mode, own = square(q), given = square(q - neg)))
+        """
+    ).lstrip()
+    fn = lossdsl.load_text(text)
+    q = torch.tensor([1.0, 3.0], dtype=torch.float64)
+    assert fn(q=q).loss.item() == 5.0
+    with pytest.raises(lossdsl.InputError, match='does not read `neg` with mode="own"'):
+        fn(q=q, neg=q)
+    fn.set_params(mode="given")
+    assert fn(q=q, neg=torch.ones(2, dtype=torch.float64)).loss.item() == 2.0
+    with pytest.raises(lossdsl.InputError, match="missing input `neg`"):
+        fn(q=q)

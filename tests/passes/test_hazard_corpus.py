@@ -19,7 +19,6 @@ combination, and the fixes LANGUAGE.md quotes are the ones given.
 
 from __future__ import annotations
 
-import itertools
 import re
 from collections import Counter
 from pathlib import Path
@@ -28,6 +27,7 @@ import pytest
 
 from lossdsl.ir.loader import resolve_reference
 from lossdsl.passes import check_reference, check_text
+from tests.support import static_choice_sets
 
 ROOT = Path(__file__).resolve().parents[2]
 HAZARDS = ROOT / "tests" / "fixtures" / "hazards"
@@ -216,8 +216,7 @@ def stdlib_choice_sets() -> list[tuple[str, dict[str, str]]]:
     for path in STDLIB:
         checked = check_reference(path.stem)
         assert checked.ir is not None, path.stem
-        options = [[(c.name, v) for v in c.choices] for c in checked.ir.choices]
-        for combo in itertools.product(*options):
+        for combo in static_choice_sets(checked.ir.choices):
             cases.append((path.stem, dict(combo)))
     return cases
 

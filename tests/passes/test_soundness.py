@@ -18,7 +18,6 @@ Everything is seeded.
 
 from __future__ import annotations
 
-import itertools
 import math
 import zlib
 from dataclasses import dataclass
@@ -35,6 +34,7 @@ from lossdsl.analysis.intervals import Interval
 from lossdsl.ir import SpecIR
 from lossdsl.ir.model import InputSpec, RangeSpec
 from lossdsl.passes import check_reference, check_text
+from tests.support import static_choice_sets
 
 ROOT = Path(__file__).resolve().parents[2]
 STDLIB = sorted(p.stem for p in ROOT.glob("specs/**/*.loss"))
@@ -78,8 +78,7 @@ class Case:
 
 
 def choice_sets(ir: SpecIR) -> list[tuple[tuple[str, str], ...]]:
-    options = [[(c.name, v) for v in c.choices] for c in ir.choices]
-    return [tuple(combo) for combo in itertools.product(*options)]
+    return static_choice_sets(ir.choices)
 
 
 def in_range(rng: RangeSpec | None, value: float) -> bool:
