@@ -19,6 +19,7 @@ def check_global_sums(ir: SpecIR) -> tuple[SpecIR, list[Diagnostic]]:
     if not sums:
         return ir, []
     facts = Analysis(ir)
+    carries = _carrying_gradient(ir, facts)
     found = [
         Diagnostic(
             "E206",
@@ -27,7 +28,7 @@ def check_global_sums(ir: SpecIR) -> tuple[SpecIR, list[Diagnostic]]:
             fix="sum a count or a detached value: global_sum(count(mask)), global_sum(detach(x))",
         )
         for node in sums
-        if facts[node.args[0]].live
+        if carries[node.args[0]]
     ]
     reads_a_sum = _reading_global_sums(ir)
     found += [
@@ -40,9 +41,21 @@ def check_global_sums(ir: SpecIR) -> tuple[SpecIR, list[Diagnostic]]:
             "global_sum(global_sum(x))",
         )
         for node in sums
-        if reads_a_sum[node.args[0]] and not facts[node.args[0]].live
+        if (reads_a_sum[node.args[0]] or ir.node(node.args[0]).op == "global_sum")
+        and not carries[node.args[0]]
     ]
     return ir, found
+
+
+def _carrying_gradient(ir: SpecIR, facts: Analysis) -> dict[int, bool]:
+    """Per node: whether autograd gives its value a gradient. The analysis's `live` follows a
+    comparison (`x > 0` is a step of `x`); autograd does not: a bool value, and a count of one,
+    carry none, so `global_sum(count(x > 0))` is a normaliser like `global_sum(count(mask))`."""
+    carries: dict[int, bool] = {}
+    for node in ir.nodes:
+        live = facts[node.id].live and node.type.kind == "float"
+        carries[node.id] = live and (not node.args or any(carries[a] for a in node.args))
+    return carries
 
 
 def _reading_global_sums(ir: SpecIR) -> dict[int, bool]:
