@@ -121,9 +121,9 @@ def test_standalone_file_reads_as_the_loss_then_one_runtime_shared_by_every_spec
 
     other = standalone_source(lossdsl.build_ir("ppo"))
     assert runtime(source) == runtime(other)  # the same text in every generated module
-    # (issue 14: 438 lines for a spec of this size; the runtime has since gained states and
-    # learned params, about 50 lines)
-    assert len(source.splitlines()) < 440
+    # (issue 14: 438 lines for a spec of this size, most of them per-spec boilerplate; the
+    # shared runtime has since gained states, learned params and the step's totals)
+    assert len(source.splitlines()) < 450
 
 
 @pytest.mark.parametrize("name", sorted(stdlib_index()))
