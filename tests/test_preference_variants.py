@@ -321,3 +321,93 @@ def test_discopop_stays_finite_where_its_exponential_overflows():
     (grad,) = torch.autograd.grad(out.loss, x["chosen_token_logps"])
     assert out.loss.isfinite() and out.loss.item() > 1_000
     assert grad.isfinite().all()
+
+
+def from_logits_batch(seed: int = 5) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
+    """Logits and labels (-100 where a token is not scored), and the token log-probs, masks
+    and WPO inputs a caller would compute from them by hand."""
+    gen = torch.Generator().manual_seed(seed)
+    b, tc, tr, v = 3, 5, 4, 7
+    logits = {
+        name: torch.randn(b, t, v, generator=gen, dtype=F64)
+        for name, t in [
+            ("chosen_logits", tc),
+            ("rejected_logits", tr),
+            ("ref_chosen_logits", tc),
+            ("ref_rejected_logits", tr),
+        ]
+    }
+    labels = {
+        "chosen_labels": torch.randint(0, v, (b, tc), generator=gen),
+        "rejected_labels": torch.randint(0, v, (b, tr), generator=gen),
+    }
+    labels["chosen_labels"][0, 3:] = -100
+    labels["rejected_labels"][1] = -100  # a response with no scored token
+
+    def picked(x: Tensor, y: Tensor) -> Tensor:
+        logp = torch.log_softmax(x, -1).gather(-1, y.clamp(min=0).unsqueeze(-1)).squeeze(-1)
+        return logp
+
+    def sum_sq(x: Tensor) -> Tensor:
+        return torch.logsumexp(2 * torch.log_softmax(x, -1), -1)
+
+    by_hand = {
+        "chosen_token_logps": picked(logits["chosen_logits"], labels["chosen_labels"]),
+        "rejected_token_logps": picked(logits["rejected_logits"], labels["rejected_labels"]),
+        "ref_chosen_token_logps": picked(logits["ref_chosen_logits"], labels["chosen_labels"]),
+        "ref_rejected_token_logps": picked(
+            logits["ref_rejected_logits"], labels["rejected_labels"]
+        ),
+        "chosen_mask": labels["chosen_labels"] != -100,
+        "rejected_mask": labels["rejected_labels"] != -100,
+        "chosen_log_sum_sq_probs": sum_sq(logits["chosen_logits"]),
+        "rejected_log_sum_sq_probs": sum_sq(logits["rejected_logits"]),
+    }
+    return {**logits, **labels}, by_hand
+
+
+@pytest.mark.parametrize("kind", ["sigmoid", "ipo", "apo_down", "sft"])
+def test_from_logits_and_labels_equals_the_token_log_probs_computed_by_hand(kind):
+    params = {"loss_type": kind, "use_weighting": "on"}
+    given, by_hand = from_logits_batch()
+    given["chosen_logits"].requires_grad_(True)
+    from_logits = lossdsl.load("dpo_variants", params=params)(**given).loss
+    (grad,) = torch.autograd.grad(from_logits, given["chosen_logits"])
+    leaf = given["chosen_logits"].detach().requires_grad_(True)
+    _, by_hand = from_logits_batch()
+    by_hand["chosen_token_logps"] = (
+        torch.log_softmax(leaf, -1)
+        .gather(-1, given["chosen_labels"].clamp(min=0).unsqueeze(-1))
+        .squeeze(-1)
+    )
+    expected = lossdsl.load("dpo_variants", params=params)(**by_hand).loss
+    (expected_grad,) = torch.autograd.grad(expected, leaf)
+    torch.testing.assert_close(from_logits, expected, rtol=1e-10, atol=1e-12)
+    torch.testing.assert_close(grad, expected_grad, rtol=1e-10, atol=1e-12)
+
+
+def test_from_hidden_states_and_heads_sliced_equals_unsliced():
+    gen = torch.Generator().manual_seed(6)
+    b, tc, tr, h, v = 2, 5, 3, 4, 9
+    inputs = {
+        "chosen_hidden": torch.randn(b, tc, h, generator=gen, dtype=F64),
+        "rejected_hidden": torch.randn(b, tr, h, generator=gen, dtype=F64),
+        "head": torch.randn(v, h, generator=gen, dtype=F64),
+        "ref_chosen_hidden": torch.randn(b, tc, h, generator=gen, dtype=F64),
+        "ref_rejected_hidden": torch.randn(b, tr, h, generator=gen, dtype=F64),
+        "ref_head": torch.randn(v, h, generator=gen, dtype=F64),
+        "chosen_labels": torch.randint(0, v, (b, tc), generator=gen),
+        "rejected_labels": torch.randint(0, v, (b, tr), generator=gen),
+    }
+    inputs["chosen_labels"][1, 2:] = -100
+    results = []
+    for chunk in (None, 2):
+        leaves = {
+            k: t.clone().requires_grad_(k in ("chosen_hidden", "rejected_hidden", "head"))
+            for k, t in inputs.items()
+        }
+        loss = lossdsl.load("dpo_variants", chunk=chunk)(**leaves).loss
+        loss.backward()
+        results.append((loss, leaves["head"].grad, leaves["chosen_hidden"].grad))
+    for got, expected in zip(results[1], results[0], strict=True):
+        torch.testing.assert_close(got, expected, rtol=1e-10, atol=1e-12)

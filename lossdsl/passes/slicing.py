@@ -86,7 +86,7 @@ def plan_slices(ir: SpecIR) -> tuple[SlicePlan | None, list[Diagnostic]]:
             everything = _depending_on({s.node for s in several}, ir)
             return None, [_everything_mixed(ir, several[0].name, everything)]
         return None, [_nothing_to_slice(ir)]
-    varying = _depending_on({ir.input(s.name).node for s in sliced}, ir)
+    varying = _depending_on({ir.input(s.name).node for s in sliced}, ir) & _live(ir)
     summed = next((n for n in ir.nodes if n.op == "global_sum" and n.id in varying), None)
     if summed is not None:
         return None, [_sum_over_ranks_per_slice(summed)]
@@ -116,7 +116,8 @@ def has_wide_inputs(ir: SpecIR) -> bool:
 
 
 def _wide_and_sliced_inputs(ir: SpecIR) -> tuple[list, list]:
-    mixed_anywhere = {d for node in ir.nodes for d in _mixed_dims(ir, node)}
+    live = _live(ir)
+    mixed_anywhere = {d for node in ir.nodes if node.id in live for d in _mixed_dims(ir, node)}
     wide = [s for s in ir.inputs if any(d in mixed_anywhere for d in s.dims)]
     sliced = [s for s in wide if any(_is_dim(d) and d not in mixed_anywhere for d in s.dims)]
     return wide, sliced
@@ -268,6 +269,16 @@ def _combine_across_slices(ir: SpecIR, node: Node, partial: tuple[str, ...]) -> 
     if op is None or op.accumulate is None:
         return None
     return op.accumulate if set(_reduced_dims(ir, node)) & set(partial) else None
+
+
+def _live(ir: SpecIR) -> set[int]:
+    """The nodes an output reads: a `let` that only an unchosen static choice reads (a sort
+    over the batch for another loss type) does not decide how the spec slices."""
+    live = set(_outputs(ir))
+    for node in reversed(ir.nodes):
+        if node.id in live:
+            live.update(node.args)
+    return live
 
 
 def _outputs(ir: SpecIR) -> list[int]:
