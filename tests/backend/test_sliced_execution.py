@@ -145,6 +145,11 @@ FROM_HEADS = [
     ("grpo", {"hidden", "head", "actions", "old_logp", "ref_logp", "advantages", "mask"}),
     ("dr_grpo", {"hidden", "head", "actions", "old_logp", "ref_logp", "advantages", "mask"}),
     ("gspo", {"hidden", "head", "actions", "old_logp", "advantages", "mask"}),
+    ("dapo", {"hidden", "head", "actions", "old_logp", "advantages", "mask"}),
+    ("cispo", {"hidden", "head", "actions", "old_logp", "advantages", "mask"}),
+    ("gmpo", {"hidden", "head", "actions", "old_logp", "advantages", "mask"}),
+    ("reinforce", {"hidden", "head", "actions", "values", "returns", "mask"}),
+    ("tis", {"hidden", "head", "actions", "old_logp", "rollout_logp", "advantages", "mask"}),
     (
         "dpo",
         {
