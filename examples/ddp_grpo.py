@@ -139,6 +139,9 @@ def train(rank: int, ranks: int, config: Config, store_dir: str | None) -> None:
         optimizer.zero_grad()
         if rank == 0 and (step % 4 == 0 or step == config.steps - 1):
             print(f"step {step:3d}  mean reward {float(batch['rewards'].mean()):.3f}")
+    # Every rank past its last collective before any tears down: a rank that destroys the
+    # group while a peer is still in it can abort (gloo's threads, "terminate called").
+    dist.barrier()
     dist.destroy_process_group()
 
 

@@ -124,6 +124,9 @@ def train(rank: int, ranks: int, config: Config, store_dir: str | None) -> None:
         optimizer.zero_grad()
         if rank == 0 and (step % 5 == 0 or step == config.steps - 1):
             print(f"step {step:3d}  loss {float(total):.4f}")
+    # Every rank past its last collective before any tears down: a rank that destroys the
+    # group while a peer is still in it can abort (gloo's threads, "terminate called").
+    dist.barrier()
     dist.destroy_process_group()
 
 

@@ -207,6 +207,9 @@ def main(out_dir: Path, runs: list[str]) -> None:
     results["captures"] = len(captures)
     if rank == 0:
         torch.save(results, out_dir / "results.pt")
+    # Every rank past its last collective before any tears down: a rank that destroys the
+    # group while a peer is still in it can abort (gloo's threads, "terminate called").
+    dist.barrier()
     dist.destroy_process_group()
 
 
