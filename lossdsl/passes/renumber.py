@@ -51,3 +51,12 @@ def roots(ir: SpecIR) -> set[int]:
     for state in ir.states:
         found.update((state.node, state.init_node, state.update))
     return found
+
+
+def reachable(nodes: tuple[Node, ...] | list[Node], start: set[int]) -> set[int]:
+    """`start` and every node its values are computed from (the table is in SSA order)."""
+    seen = set(start)
+    for n in reversed(nodes):
+        if n.id in seen:
+            seen.update(n.args)
+    return seen

@@ -31,7 +31,7 @@ from lossdsl.ir.types import DimError, DtypeError, Kind, ShapeError, TensorType,
 from lossdsl.ops import OPS
 from lossdsl.ops.op import MASK, REQUIRED, TENSOR
 from lossdsl.ops.table import BINARY_OPERATORS, UNARY_OPERATORS
-from lossdsl.passes.renumber import renumbered, roots
+from lossdsl.passes.renumber import reachable, renumbered, roots
 
 # ---- patterns --------------------------------------------------------------------
 
@@ -211,7 +211,7 @@ def rewrite_for_stability(ir: SpecIR) -> tuple[SpecIR, list[Diagnostic]]:
 
 def _sweep(ir: SpecIR) -> tuple[SpecIR, list[Diagnostic]]:
     """One bottom-up pass over the table; each live node is tried against every rule."""
-    live = _reachable(ir.nodes, roots(ir))
+    live = reachable(ir.nodes, roots(ir))
     table: list[Node] = []
     remap: dict[int, int] = {}
     carried: dict[int, int] = {}  # new id -> old id, for nodes kept as they were
@@ -232,7 +232,7 @@ def _sweep(ir: SpecIR) -> tuple[SpecIR, list[Diagnostic]]:
     if not found:
         return ir, []
     # Drop what the rewrites left without users; nodes that were already unused stay.
-    now_live = _reachable(table, {remap[r] for r in roots(ir)})
+    now_live = reachable(table, {remap[r] for r in roots(ir)})
     unused_before = {new for new, old in carried.items() if old not in live}
     keep = now_live | unused_before
     for n in reversed(table):
@@ -248,14 +248,6 @@ def _sweep(ir: SpecIR) -> tuple[SpecIR, list[Diagnostic]]:
             )
     final = {o: compact[n] for o, n in remap.items() if n in compact}
     return renumbered(ir, nodes, final), found
-
-
-def _reachable(nodes: tuple[Node, ...] | list[Node], start: set[int]) -> set[int]:
-    seen = set(start)
-    for n in reversed(nodes):
-        if n.id in seen:
-            seen.update(n.args)
-    return seen
 
 
 def _apply_first(

@@ -34,7 +34,7 @@ from lossdsl.diagnostics import Diagnostic
 from lossdsl.ir import Node, SpecIR
 from lossdsl.ir.types import ELLIPSIS, TensorType, broadcast, reduce_dims
 from lossdsl.ops import OPS
-from lossdsl.passes.renumber import renumbered
+from lossdsl.passes.renumber import reachable, renumbered
 
 BEFORE, PER_SLICE, AFTER = "before", "per slice", "after"
 ADDS_UP = ("sum", "collect")  # a mean needs its whole count first
@@ -274,11 +274,7 @@ def _combine_across_slices(ir: SpecIR, node: Node, partial: tuple[str, ...]) -> 
 def _live(ir: SpecIR) -> set[int]:
     """The nodes an output reads: a `let` that only an unchosen static choice reads (a sort
     over the batch for another loss type) does not decide how the spec slices."""
-    live = set(_outputs(ir))
-    for node in reversed(ir.nodes):
-        if node.id in live:
-            live.update(node.args)
-    return live
+    return reachable(ir.nodes, set(_outputs(ir)))
 
 
 def _outputs(ir: SpecIR) -> list[int]:
