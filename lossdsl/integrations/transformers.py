@@ -73,6 +73,15 @@ class SpecLossLogging:
     spec_loss: SpecLoss
     loss_is_scaled_for_ga = False  # the spec returns a mean over its micro-batch
 
+    @classmethod
+    def _checked_spec_loss(cls, keyword: str, value: Any) -> SpecLoss:
+        if not isinstance(value, SpecLoss):
+            raise TypeError(
+                f"{cls.__name__} expects {keyword}=SpecLoss(lossdsl.load(...), inputs=...), "
+                f"got {type(value).__name__}"
+            )
+        return value
+
     def _prepare_spec_loss(self, model: torch.nn.Module) -> None:
         state = self.state  # type: ignore[attr-defined]
         self.spec_loss.step = state.global_step
@@ -94,13 +103,9 @@ class SpecTrainer(SpecLossLogging, transformers.Trainer):
     """`transformers.Trainer` whose `compute_loss_func` is a `SpecLoss`."""
 
     def __init__(self, *args: Any, compute_loss_func: SpecLoss, **kwargs: Any) -> None:
-        if not isinstance(compute_loss_func, SpecLoss):
-            raise TypeError(
-                "SpecTrainer expects compute_loss_func=SpecLoss(lossdsl.load(...), inputs=...), "
-                f"got {type(compute_loss_func).__name__}"
-            )
-        super().__init__(*args, compute_loss_func=compute_loss_func, **kwargs)
-        self.spec_loss = compute_loss_func
+        spec_loss = self._checked_spec_loss("compute_loss_func", compute_loss_func)
+        super().__init__(*args, compute_loss_func=spec_loss, **kwargs)
+        self.spec_loss = spec_loss
 
     def compute_loss(
         self,

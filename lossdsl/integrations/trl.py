@@ -37,11 +37,7 @@ class SpecSFTTrainer(SpecLossLogging, trl.SFTTrainer):
     """TRL's `SFTTrainer` with its loss from a `SpecLoss`."""
 
     def __init__(self, *args: Any, spec_loss: SpecLoss, **kwargs: Any) -> None:
-        if not isinstance(spec_loss, SpecLoss):
-            raise TypeError(
-                "SpecSFTTrainer expects spec_loss=SpecLoss(lossdsl.load(...), inputs=...), "
-                f"got {type(spec_loss).__name__}"
-            )
+        spec_loss = self._checked_spec_loss("spec_loss", spec_loss)
         if kwargs.get("compute_loss_func") is not None:
             raise TypeError("SpecSFTTrainer takes its loss from spec_loss, not compute_loss_func")
         super().__init__(*args, **kwargs)
