@@ -20,31 +20,19 @@ one process and prints the largest difference (docs/distributed.md).
 
 from __future__ import annotations
 
-import argparse
 import contextlib
-import os
-import tempfile
-from dataclasses import dataclass
 
 import torch
-import torch.distributed as dist
-import torch.multiprocessing as mp
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel as DDP
 
 import lossdsl
 
+from _ranks import Config, join, launch, leave  # examples/_ranks.py
+
 VOCAB, LENGTH, GROUP = 8, 10, 4
 PROMPTS_PER_MICRO_BATCH = (1, 3)  # per rank: uneven on purpose
 GRPO_PARAMS = {"agg": "token_mean", "kl_coef": 0.0}
-
-
-@dataclass(frozen=True)
-class Config:
-    steps: int
-    ranks: int = 2
-
-
 FULL, FAST = Config(steps=40), Config(steps=12)
 
 
@@ -116,11 +104,7 @@ def train(rank: int, ranks: int, config: Config, store_dir: str | None) -> None:
     first = rollouts(policy, 0, ranks)
     whole = loss_of(lossdsl.load("grpo", params=GRPO_PARAMS), policy, first)
     want = torch.autograd.grad(whole, list(policy.parameters()))
-    if store_dir is None:  # torchrun: RANK, WORLD_SIZE, MASTER_ADDR, MASTER_PORT are set
-        dist.init_process_group("gloo")
-    else:
-        store = dist.FileStore(os.path.join(store_dir, "store"), ranks)
-        dist.init_process_group("gloo", store=store, rank=rank, world_size=ranks)
+    join(rank, ranks, store_dir)
     ddp = DDP(policy)
     optimizer = torch.optim.Adam(ddp.parameters(), lr=5e-2)
     loss_fn = lossdsl.load("grpo", params=GRPO_PARAMS)
@@ -139,26 +123,8 @@ def train(rank: int, ranks: int, config: Config, store_dir: str | None) -> None:
         optimizer.zero_grad()
         if rank == 0 and (step % 4 == 0 or step == config.steps - 1):
             print(f"step {step:3d}  mean reward {float(batch['rewards'].mean()):.3f}")
-    # Every rank past its last collective before any tears down: a rank that destroys the
-    # group while a peer is still in it can abort (gloo's threads, "terminate called").
-    dist.barrier()
-    dist.destroy_process_group()
-
-
-def parse_args(argv: list[str] | None) -> Config:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--fast", action="store_true", help="fewer steps (seconds)")
-    return FAST if parser.parse_args(argv).fast else FULL
-
-
-def main(argv: list[str] | None = None) -> None:
-    config = parse_args(argv)
-    if "RANK" in os.environ:  # started by torchrun
-        train(int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"]), config, None)
-        return
-    with tempfile.TemporaryDirectory() as store_dir:
-        mp.spawn(train, args=(config.ranks, config, store_dir), nprocs=config.ranks)
+    leave()
 
 
 if __name__ == "__main__":
-    main()
+    launch(train, __doc__.split("\n\n")[0], FULL, FAST)

@@ -19,30 +19,19 @@ largest difference (docs/distributed.md).
 
 from __future__ import annotations
 
-import argparse
 import contextlib
-import os
-import tempfile
-from dataclasses import dataclass
 
 import torch
 import torch.distributed as dist
-import torch.multiprocessing as mp
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel as DDP
 
 import lossdsl
 
+from _ranks import Config, join, launch, leave  # examples/_ranks.py
+
 VOCAB, LENGTH, STRIDE = 16, 12, 3
 MICRO_BATCH_SIZES = (1, 4, 3)  # sequences per micro-batch, per rank: uneven on purpose
-
-
-@dataclass(frozen=True)
-class Config:
-    steps: int
-    ranks: int = 2
-
-
 FULL, FAST = Config(steps=60), Config(steps=15)
 
 
@@ -97,11 +86,7 @@ def train(rank: int, ranks: int, config: Config, store_dir: str | None) -> None:
     # The first step's gradient of the whole batch in this process alone: computed before
     # the process group exists, so its global_sum sums over nothing.
     want = whole_batch_gradient(model, 0, ranks)
-    if store_dir is None:  # torchrun: RANK, WORLD_SIZE, MASTER_ADDR, MASTER_PORT are set
-        dist.init_process_group("gloo")
-    else:
-        store = dist.FileStore(os.path.join(store_dir, "store"), ranks)
-        dist.init_process_group("gloo", store=store, rank=rank, world_size=ranks)
+    join(rank, ranks, store_dir)
     ddp = DDP(model)
     optimizer = torch.optim.Adam(ddp.parameters(), lr=3e-2)
     loss_fn = lossdsl.load("sft_nll")
@@ -124,26 +109,8 @@ def train(rank: int, ranks: int, config: Config, store_dir: str | None) -> None:
         optimizer.zero_grad()
         if rank == 0 and (step % 5 == 0 or step == config.steps - 1):
             print(f"step {step:3d}  loss {float(total):.4f}")
-    # Every rank past its last collective before any tears down: a rank that destroys the
-    # group while a peer is still in it can abort (gloo's threads, "terminate called").
-    dist.barrier()
-    dist.destroy_process_group()
-
-
-def parse_args(argv: list[str] | None) -> Config:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--fast", action="store_true", help="fewer steps (seconds)")
-    return FAST if parser.parse_args(argv).fast else FULL
-
-
-def main(argv: list[str] | None = None) -> None:
-    config = parse_args(argv)
-    if "RANK" in os.environ:  # started by torchrun
-        train(int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"]), config, None)
-        return
-    with tempfile.TemporaryDirectory() as store_dir:
-        mp.spawn(train, args=(config.ranks, config, store_dir), nprocs=config.ranks)
+    leave()
 
 
 if __name__ == "__main__":
-    main()
+    launch(train, __doc__.split("\n\n")[0], FULL, FAST)

@@ -11,7 +11,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 DOC = ROOT / "docs" / "examples.md"
-EXAMPLES = sorted(p.name for p in (ROOT / "examples").glob("*.py"))
+EXAMPLES = sorted(p.name for p in (ROOT / "examples").glob("*.py") if not p.name.startswith("_"))
 
 
 @pytest.mark.parametrize("script", EXAMPLES)
