@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -64,8 +65,6 @@ def load(
     `world_size` refer to (the default group when omitted; docs/distributed.md). A `.pt2`
     written by `lossdsl compile --export` loads too (its graph is already built)."""
     import_torch()
-    from lossdsl.backend.module import LossModule
-
     if str(spec).endswith(".pt2"):
         from lossdsl.backend.export import load_exported
 
@@ -76,20 +75,7 @@ def load(
     def rebuild(choices: dict[str, str], computed: frozenset[str] = frozenset()) -> SpecIR:
         return _cached_ir(spec, choices, backend, mode, base, computed)
 
-    # Built with its declared choices first: the module checks the caller's (InputError)
-    # before building the spec again with them.
-    ir = rebuild({})
-    warn_about(ir)
-    return LossModule(
-        ir,
-        rebuild,
-        params=params,
-        compile=compile,
-        backend=backend,
-        mode=mode,
-        chunk=chunk,
-        group=group,
-    )
+    return _module(rebuild, params, compile, backend, mode, chunk, group)
 
 
 def load_text(
@@ -104,12 +90,27 @@ def load_text(
 ) -> Any:
     """Like `load`, for a spec given as text."""
     import_torch()
-    from lossdsl.backend.module import LossModule
     from lossdsl.passes import check_text
 
     def rebuild(choices: dict[str, str], computed: frozenset[str] = frozenset()) -> SpecIR:
         return check_text(text, file, Path.cwd(), choices, computed).raise_for_errors()
 
+    return _module(rebuild, params, compile, backend, mode, chunk, group)
+
+
+def _module(
+    rebuild: Callable[..., SpecIR],
+    params: dict[str, Any] | None,
+    compile: bool,
+    backend: str,
+    mode: str | None,
+    chunk: int | str | None,
+    group: Any,
+) -> Any:
+    from lossdsl.backend.module import LossModule
+
+    # Built with its declared choices first: the module checks the caller's (InputError)
+    # before building the spec again with them.
     ir = rebuild({})
     warn_about(ir)
     return LossModule(
