@@ -21,19 +21,9 @@ from pygments.token import (
 )
 
 from lossdsl.ops.table import CALLABLE_NAMES
+from lossdsl.syntax.parser import DECLARATION_KEYWORDS
 
-DECLARATIONS = (
-    "loss",
-    "use",
-    "input",
-    "param",
-    "state",
-    "def",
-    "let",
-    "term",
-    "minimize",
-    "metric",
-)
+DECLARATIONS = ("loss", *DECLARATION_KEYWORDS)
 MODIFIERS = ("grad", "in", "update", "learned")
 DTYPES = ("float", "int", "bool", "f64", "f32", "bf16", "f16")
 BUILTIN_VALUES = ("step", "inf", "pi", "world_size")
