@@ -25,6 +25,8 @@ from typing import Any
 
 import torch
 
+from tests.reference.rl_reference import AGG_MODES
+
 T, V = 5, 7
 DTYPE = torch.float32
 
@@ -43,13 +45,6 @@ class Case:
         return f"{spec}[{extra}]" + (f"chunk={self.chunk}" if self.chunk else "")
 
 
-AGG_MODES = (
-    "token_mean",
-    "token_sum",
-    "seq_mean_token_mean",
-    "seq_mean_token_sum",
-    "seq_mean_token_sum_norm",
-)
 EAGER_CASES = [
     *[Case("grpo", {"agg": mode, "kl_coef": 0.1}) for mode in AGG_MODES],
     Case("grpo", {"agg": "seq_mean_token_sum_norm", "loss_scale_factor": 3.0}),

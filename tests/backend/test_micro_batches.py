@@ -16,6 +16,7 @@ import torch
 
 import lossdsl
 from lossdsl import InputError
+from tests.reference.rl_reference import AGG_MODES
 
 B, T = 6, 5
 
@@ -50,15 +51,6 @@ def whole_and_accumulated(spec: str, params: dict, bounds: list[int]) -> tuple:
     total.backward()
     loss_fn.end_step()
     return whole.loss, whole_logp.grad, total, logp.grad
-
-
-AGG_MODES = (
-    "token_mean",
-    "token_sum",
-    "seq_mean_token_mean",
-    "seq_mean_token_sum",
-    "seq_mean_token_sum_norm",
-)
 
 
 @pytest.mark.parametrize("agg", AGG_MODES)
