@@ -79,14 +79,15 @@ class SlicePlan:
 def plan_slices(ir: SpecIR) -> tuple[SlicePlan | None, list[Diagnostic]]:
     """The slicing plan of a spec (run on `means_as_sums(ir)`), or E205 naming the node that
     prevents slicing."""
-    wide_inputs, sliced = _wide_and_sliced_inputs(ir)
+    live = _live(ir)
+    wide_inputs, sliced = _wide_and_sliced_inputs(ir, live)
     if not sliced:
         several = [s for s in wide_inputs if sum(map(_is_dim, s.dims)) > 1]
         if several:
             everything = _depending_on({s.node for s in several}, ir)
             return None, [_everything_mixed(ir, several[0].name, everything)]
         return None, [_nothing_to_slice(ir)]
-    varying = _depending_on({ir.input(s.name).node for s in sliced}, ir) & _live(ir)
+    varying = _depending_on({ir.input(s.name).node for s in sliced}, ir) & live
     summed = next((n for n in ir.nodes if n.op == "global_sum" and n.id in varying), None)
     if summed is not None:
         return None, [_sum_over_ranks_per_slice(summed)]
@@ -112,11 +113,10 @@ def plan_slices(ir: SpecIR) -> tuple[SlicePlan | None, list[Diagnostic]]:
 
 def has_wide_inputs(ir: SpecIR) -> bool:
     """Whether any input has a dim some op needs whole (else there is nothing to slice)."""
-    return bool(_wide_and_sliced_inputs(ir)[0])
+    return bool(_wide_and_sliced_inputs(ir, _live(ir))[0])
 
 
-def _wide_and_sliced_inputs(ir: SpecIR) -> tuple[list, list]:
-    live = _live(ir)
+def _wide_and_sliced_inputs(ir: SpecIR, live: set[int]) -> tuple[list, list]:
     mixed_anywhere = {d for node in ir.nodes if node.id in live for d in _mixed_dims(ir, node)}
     wide = [s for s in ir.inputs if any(d in mixed_anywhere for d in s.dims)]
     sliced = [s for s in wide if any(_is_dim(d) and d not in mixed_anywhere for d in s.dims)]
