@@ -106,16 +106,27 @@ class _SliceLowering(_Lowering):
 
 
 @dataclass
+class _SliceGraph:
+    """A slice graph, the feeds it takes after `step` and the accumulators it gives."""
+
+    graph: fx.GraphModule | Any
+    feeds: tuple[int, ...]
+    accumulators: tuple[int, ...]  # positions in the level's accumulators
+    widths: tuple[int, ...]  # partial results per accumulator
+
+
+@dataclass
 class _Parts:
     level: Level
     feeds: fx.GraphModule | Any
-    one_slice: fx.GraphModule | Any
+    one_slice: _SliceGraph  # every accumulator
     finish: fx.GraphModule | Any
     finish_eager: fx.GraphModule
     computed_feeds: tuple[int, ...]  # feeds that are not inputs, in order
-    slice_feeds: tuple[int, ...] = ()  # what the slice graph takes after `step`, in order
-    heads: tuple[int, ...] = ()  # linear heads among them: computed and differentiated here
-    widths: list[int] = field(default_factory=list)  # partial results per accumulator
+    heads: tuple[int, ...] = ()  # linear heads among the slice feeds: computed here
+    # Two passes: the backward's slice graph per set of feeds carrying gradient, computing
+    # only the accumulators those feeds reach (not a reference model's log-probs again).
+    recompute: dict[frozenset[int], _SliceGraph] = field(default_factory=dict)
 
 
 # ---- the module's graph ---------------------------------------------------------------------
@@ -163,18 +174,12 @@ class SlicedGraph:
             stepped = bool(self.totals)
             feeds_graph = _FeedsLowering(self.ir, False, self.collectives, stepped).build(computed)
             heads = tuple(n for n in level.per_slice if self.is_linear_head(n))
-            slice_feeds = (*passed, *heads)
-            one_slice = _SliceLowering(self.ir, False, self.collectives).build(
-                slice_feeds, accumulators
-            )
+            everything = tuple(range(len(accumulators)))
+            one_slice = self.slice_graph(level, (*passed, *heads), everything)
             given = (*computed, *(a.node for a in accumulators))
             finish = _FinishLowering(self.ir, False, self.collectives, stepped).build(given)
-            parts = _Parts(
-                level, feeds_graph, one_slice, finish, finish.forward, computed, slice_feeds, heads
-            )
-            parts.widths = [2 if a.combine == "mean" else 1 for a in accumulators]
-            compile, backend, mode = self._compile
-            if compile:
+            parts = _Parts(level, feeds_graph, one_slice, finish, finish.forward, computed, heads)
+            if self._compile[0]:
                 # Each graph as `compile=True` compiles the unsliced one (backend/compiled.py):
                 # every argument's named dims unbacked, so slices of any size, the last
                 # uneven one included, and new shapes use the same compiled code.
@@ -184,13 +189,44 @@ class SlicedGraph:
                 spec_args += [[len(self.ir.states)], []] if self.ir.states else []  # mode
                 spec_args += [list(self.ir.node(t).type.dims) for t in self.totals]
                 dims_of = [list(self.ir.node(n).type.dims) for n in given]
-                slice_args = [[]] + [list(self.ir.node(n).type.dims) for n in slice_feeds]
-                backed = contracted(self.ir)
-                parts.feeds = CompiledGraph(feeds_graph, spec_args, backend, mode, backed)
-                parts.one_slice = CompiledGraph(one_slice, slice_args, backend, mode, backed)
-                parts.finish = CompiledGraph(finish, spec_args + dims_of, backend, mode, backed)
+                parts.feeds = self.compiled(feeds_graph, spec_args)
+                parts.finish = self.compiled(finish, spec_args + dims_of)
             self._parts[index] = parts
         return self._parts[index]
+
+    def slice_graph(
+        self, level: Level, feeds: tuple[int, ...], accumulators: tuple[int, ...]
+    ) -> _SliceGraph:
+        chosen = tuple(level.accumulators[i] for i in accumulators)
+        graph: Any = _SliceLowering(self.ir, False, self.collectives).build(feeds, chosen)
+        if self._compile[0]:
+            graph = self.compiled(graph, [[]] + [list(self.ir.node(n).type.dims) for n in feeds])
+        widths = tuple(2 if a.combine == "mean" else 1 for a in chosen)
+        return _SliceGraph(graph, feeds, accumulators, widths)
+
+    def compiled(self, graph: fx.GraphModule, dims: list[list]) -> CompiledGraph:
+        _, backend, mode = self._compile
+        return CompiledGraph(graph, dims, backend, mode, contracted(self.ir))
+
+    def recompute_graph(self, parts: _Parts, with_grad: frozenset[int]) -> _SliceGraph:
+        """The backward's slice graph when the feeds `with_grad` carry gradient: the
+        accumulators they reach, from the feeds those read."""
+        if with_grad not in parts.recompute:
+            level = parts.level
+            feeds = parts.one_slice.feeds
+            reached = set(with_grad) | {
+                h for h in parts.heads if set(self.ir.node(h).args) & with_grad
+            }
+            for node in self.ir.nodes:
+                if node.id not in feeds and set(node.args) & reached:
+                    reached.add(node.id)
+            chosen = tuple(i for i, a in enumerate(level.accumulators) if a.node in reached)
+            read = _read_feeds(self.ir, [level.accumulators[i].node for i in chosen], feeds)
+            # Inputs are kept whether read or not: cutting one is a view, and the slice graph
+            # reads the sizes of its dims off them.
+            kept = tuple(f for f in feeds if f in read or self.ir.node(f).op == "input")
+            parts.recompute[with_grad] = self.slice_graph(level, kept, chosen)
+        return parts.recompute[with_grad]
 
     def is_linear_head(self, node_id: int) -> bool:
         """`matmul(hidden, head, dim=H)` of a sliced input `[…, H]` and a whole one `[V, H]`.
@@ -237,6 +273,7 @@ class SlicedGraph:
             results = _OnePass.apply(run, coefficients, *run.differentiable_feeds())
             wide_loss, accumulated = results[0], results[1:]
         else:
+            run.recompute = self.recompute_graph(parts, frozenset(run.grad_feeds))
             accumulated = _TwoPass.apply(run, *run.differentiable_feeds())
             wide_loss = None
         outputs = parts.finish(*args, *computed, *accumulated)
@@ -285,6 +322,22 @@ class SlicedGraph:
         )
         rows = max(1, AUTO_SLICE_BYTES // (4 * max(width, 1)))
         return rows - rows % 8 if rows >= 16 else rows
+
+
+def _read_feeds(ir: SpecIR, outputs: list[int], feeds: tuple[int, ...]) -> set[int]:
+    """The feeds computing `outputs` reads: the walk back from them stops at each feed."""
+    given, read, seen = set(feeds), set(), set()
+    stack = list(outputs)
+    while stack:
+        node_id = stack.pop()
+        if node_id in seen:
+            continue
+        seen.add(node_id)
+        if node_id in given:
+            read.add(node_id)
+        else:
+            stack.extend(ir.node(node_id).args)
+    return read
 
 
 def _constants(ir: SpecIR) -> set[int]:
@@ -415,11 +468,11 @@ class _SliceRun:
         self.shapes = shapes
         self.tiles = tiles
         self.step = step
-        self.feed_ids = list(parts.slice_feeds)
         self.values = values
+        self.recompute: _SliceGraph | None = None  # two passes: the backward's slice graph
         self.grad_feeds = [
             f
-            for f in self.feed_ids
+            for f in parts.one_slice.feeds
             if f not in parts.heads
             and isinstance(values[f], torch.Tensor)
             and values[f].requires_grad
@@ -433,25 +486,26 @@ class _SliceRun:
 
     # ---- per slice --------------------------------------------------------------------
 
-    def slice_inputs(self, region: Region, with_grad: bool) -> tuple[list[Any], list[torch.Tensor]]:
-        """The slice graph's arguments for one slice, and the leaves to differentiate: the
-        cut feeds that carry gradient, then the outputs of linear heads that do."""
-        inputs, leaves, head_leaves = [], [], []
-        for f in self.feed_ids:
+    def slice_inputs(
+        self, graph: _SliceGraph, region: Region, with_grad: bool
+    ) -> tuple[list[Any], list[tuple[int, torch.Tensor]]]:
+        """A slice graph's arguments for one slice, and the leaves to differentiate, by
+        feed: the cut feeds that carry gradient and the outputs of linear heads that do."""
+        inputs, leaves = [], []
+        for f in graph.feeds:
             if f in self.parts.heads:
                 value = self.head_output(f, region)
                 if with_grad and self.head_needs_grad(f):
-                    value = value.requires_grad_()
-                    head_leaves.append(value)
+                    leaves.append((f, value.requires_grad_()))
             else:
                 value = _cut(self.values[f], self.dims(f), self.shapes, region)
                 if with_grad and f in self.grad_feeds:
                     value = value.detach().requires_grad_()
-                    leaves.append(value)
+                    leaves.append((f, value))
                 elif isinstance(value, torch.Tensor):
                     value = value.detach()
             inputs.append(value)
-        return inputs, leaves + head_leaves
+        return inputs, leaves
 
     def head_operands(self, node_id: int, region: Region) -> tuple[torch.Tensor, torch.Tensor]:
         a, b = self.ir.node(node_id).args
@@ -470,10 +524,10 @@ class _SliceRun:
     def head_needs_grad(self, node_id: int) -> bool:
         return any(a in self.grad_feeds for a in self.ir.node(node_id).args)
 
-    def partials(self, inputs: list[Any]) -> list[list[torch.Tensor]]:
-        flat = list(self.parts.one_slice(self.step, *inputs))
+    def partials(self, graph: _SliceGraph, inputs: list[Any]) -> list[list[torch.Tensor]]:
+        flat = list(graph.graph(self.step, *inputs))
         grouped, at = [], 0
-        for width in self.parts.widths:
+        for width in graph.widths:
             grouped.append(flat[at : at + width])
             at += width
         return grouped
@@ -485,7 +539,7 @@ class _SliceRun:
     # ---- accumulating -----------------------------------------------------------------
 
     def start(self) -> list[list[torch.Tensor | None]]:
-        return [[None] * w for w in self.parts.widths]
+        return [[None] * w for w in self.parts.one_slice.widths]
 
     def add(
         self,
@@ -560,7 +614,7 @@ class _SliceRun:
         region: Region,
         partials: list[list[torch.Tensor]],
         cotangents: list[list[torch.Tensor | None]],
-        leaves: list[torch.Tensor],
+        leaves: list[tuple[int, torch.Tensor]],
         gradients: list[torch.Tensor],
     ) -> None:
         outputs, grads_out = [], []
@@ -571,15 +625,17 @@ class _SliceRun:
                     grads_out.append(cot.expand_as(part) if cot.shape != part.shape else cot)
         if not outputs or not leaves:
             return
-        found = torch.autograd.grad(outputs, leaves, grads_out, allow_unused=True)
-        feeds = len(self.grad_feeds)
-        for f, buffer, grad in zip(self.grad_feeds, gradients, found[:feeds], strict=True):
-            if grad is not None:
-                self.add_gradient(f, buffer, grad, region)
-        heads = [h for h in self.parts.heads if self.head_needs_grad(h)]
-        for head, grad in zip(heads, found[feeds:], strict=True):
-            if grad is not None:
-                self.head_backward(head, grad, region, gradients)
+        found = torch.autograd.grad(
+            outputs, [leaf for _, leaf in leaves], grads_out, allow_unused=True
+        )
+        buffers = dict(zip(self.grad_feeds, gradients, strict=True))
+        for (f, _), grad in zip(leaves, found, strict=True):
+            if grad is None:
+                continue
+            if f in self.parts.heads:
+                self.head_backward(f, grad, region, buffers)
+            else:
+                self.add_gradient(f, buffers[f], grad, region)
 
     def add_gradient(
         self, node_id: int, buffer: torch.Tensor, grad: torch.Tensor, region: Region
@@ -594,13 +650,12 @@ class _SliceRun:
             buffer[index] += grad.to(buffer.dtype)
 
     def head_backward(
-        self, node_id: int, grad: torch.Tensor, region: Region, gradients: list[torch.Tensor]
+        self, node_id: int, grad: torch.Tensor, region: Region, buffers: dict[int, torch.Tensor]
     ) -> None:
         """The gradients of `linear(rows, head)` from the gradient of its slice: the rows'
         is `grad · head`; the head's, `gradᵀ · rows`, added into its buffer in place."""
         a, b = self.ir.node(node_id).args
         rows, head = self.head_operands(node_id, region)
-        buffers = dict(zip(self.grad_feeds, gradients, strict=True))
         if a in buffers:
             low = grad.to(head.dtype) if head.dtype != rows.dtype else grad.to(head.dtype)
             self.add_gradient(a, buffers[a], torch.matmul(low, head), region)
@@ -633,8 +688,8 @@ class _OnePass(torch.autograd.Function):
         wide_loss = torch.zeros((), dtype=run.step.dtype, device=run.step.device)
         for region in run.tiles:
             with torch.enable_grad():
-                inputs, leaves = run.slice_inputs(region, with_grad=True)
-                partials = run.partials(inputs)
+                inputs, leaves = run.slice_inputs(run.parts.one_slice, region, with_grad=True)
+                partials = run.partials(run.parts.one_slice, inputs)
                 cotangents = []
                 for accumulator, parts, c in zip(
                     run.level.accumulators, partials, coefficients, strict=True
@@ -676,8 +731,8 @@ class _TwoPass(torch.autograd.Function):
     def forward(ctx, run: _SliceRun, *feeds: torch.Tensor):  # type: ignore[override]
         totals = run.start()
         for region in run.tiles:
-            inputs, _ = run.slice_inputs(region, with_grad=False)
-            run.add(totals, run.partials(inputs), region)
+            inputs, _ = run.slice_inputs(run.parts.one_slice, region, with_grad=False)
+            run.add(totals, run.partials(run.parts.one_slice, inputs), region)
         values = run.values_of(totals)
         ctx.run = run
         ctx.totals = totals
@@ -687,21 +742,24 @@ class _TwoPass(torch.autograd.Function):
     @staticmethod
     def backward(ctx, *grads):  # type: ignore[override]
         run: _SliceRun = ctx.run
+        graph = run.recompute
+        assert graph is not None
         gradients = run.new_gradients()
         for region in run.tiles:
             with torch.enable_grad():
-                inputs, leaves = run.slice_inputs(region, with_grad=True)
-                partials = run.partials(inputs)
+                inputs, leaves = run.slice_inputs(graph, region, with_grad=True)
+                partials = run.partials(graph, inputs)
                 cotangents = [
-                    _slice_cotangent(run, acc, parts, kept, value, grad, region)
-                    for acc, parts, kept, value, grad in zip(
-                        run.level.accumulators,
-                        partials,
-                        ctx.totals,
-                        ctx.values,
-                        grads,
-                        strict=True,
+                    _slice_cotangent(
+                        run,
+                        run.level.accumulators[i],
+                        parts,
+                        ctx.totals[i],
+                        ctx.values[i],
+                        grads[i],
+                        region,
                     )
+                    for i, parts in zip(graph.accumulators, partials, strict=True)
                 ]
                 run.backprop(region, partials, cotangents, leaves, gradients)
         return (None, *gradients)

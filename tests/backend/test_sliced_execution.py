@@ -284,6 +284,41 @@ def test_per_sequence_sums_cut_across_slices_take_two_passes_with_the_same_resul
     assert_same_run(reference, sliced, random_inputs(reference), 1e-10)
 
 
+class Reads(TorchDispatchMode):
+    """How many ops that compute (not views) read the given tensor while active."""
+
+    def __init__(self, watched: torch.Tensor) -> None:
+        super().__init__()
+        self.storage = watched.untyped_storage().data_ptr()
+        self.count = 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        flat = [*args, *(kwargs or {}).values()]
+        if not func.is_view and any(
+            isinstance(a, torch.Tensor) and a.untyped_storage().data_ptr() == self.storage
+            for a in flat
+        ):
+            self.count += 1
+        return func(*args, **(kwargs or {}))
+
+
+def test_two_passes_recompute_only_what_carries_gradient_not_the_reference_model() -> None:
+    """DPO from hidden states: the log-sigmoid of per-sequence sums cut across slices takes
+    two passes; the backward's pass computes the policy's slices again, not the reference
+    head's, whose log-probs carry no gradient."""
+    given = FROM_HEADS[[n for n, _ in FROM_HEADS].index("dpo")][1]
+    reference = lossdsl.load("dpo")
+    variant = lossdsl.build_ir("dpo", computed=reference.ir.derivations.computed_for(given))
+    inputs = random_inputs(reference, ir=variant)
+    sliced = lossdsl.load("dpo", chunk=2)
+    assert_same_run(reference, sliced, inputs, 1e-10)
+    with Reads(inputs["ref_head"]) as forward:
+        out = sliced(**inputs)
+    with Reads(inputs["ref_head"]) as backward:
+        out.loss.backward()
+    assert forward.count > 0 and backward.count == 0
+
+
 class LargestTensor(TorchDispatchMode):
     """The largest number of elements any op produced while active."""
 
