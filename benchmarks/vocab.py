@@ -207,13 +207,19 @@ def liger_dpo() -> Variant:
     return run
 
 
-def variants(case: str) -> dict[str, Callable[[], Variant]]:
+def variants(case: str, sizes: Sizes) -> dict[str, Callable[[], Variant]]:
     """Name -> a maker (called once per process: construction may compile or fail)."""
     ours = {
         "lossdsl sliced compiled": lambda: lossdsl_variant(case, chunk="auto", compile=True),
         "lossdsl sliced eager": lambda: lossdsl_variant(case, chunk="auto"),
         "lossdsl unsliced compiled": lambda: lossdsl_variant(case, compile=True),
     }
+    if case == "dpo":
+        # Slices of whole sequences: DPO's log-sigmoid of sequence sums in one pass, at the
+        # cost of a sequence's logits (policy and reference, chosen and rejected) per slice.
+        ours["lossdsl sliced compiled, whole sequences"] = lambda: lossdsl_variant(
+            case, chunk=sizes.seq, compile=True
+        )
     anchors: dict[str, Callable[[], Variant]] = {
         "cross_entropy": {
             "F.linear_cross_entropy": lambda: torch_linear_ce(chunked=False),
@@ -258,7 +264,7 @@ def time_case(case: str, settings: argparse.Namespace) -> list[Row]:
     inputs = make_inputs(case, sizes, DTYPES[settings.dtype], settings.device)
     rows: dict[str, Row] = {}
     ready: dict[str, Variant] = {}
-    for name, make in variants(case).items():
+    for name, make in variants(case, sizes).items():
         print(f"  warming up {case} / {name}", file=sys.stderr, flush=True)
         try:
             fn = make()
@@ -308,7 +314,7 @@ def measure_memory(case: str, variant: str, settings: argparse.Namespace) -> dic
     """In a fresh process: the peak growth of one forward + backward after warm-up, less the
     gradients of the caller's tensors."""
     inputs = make_inputs(case, SIZES[settings.size], DTYPES[settings.dtype], settings.device)
-    fn = variants(case)[variant]()
+    fn = variants(case, SIZES[settings.size])[variant]()
     for _ in range(settings.warmup):
         forward_backward(fn, inputs)
     grads = sum(t.numel() * t.element_size() for t in grad_tensors(inputs))
@@ -369,19 +375,19 @@ def print_table(case: str, rows: list[Row]) -> None:
     unsliced = next((r.median_s for r in ok if r.variant == "lossdsl unsliced compiled"), None)
     print(f"\n{case}")
     print(
-        f"{'variant':32} {'median s':>9} {'spread s':>14} {'x anchor':>9} {'x unsliced':>10} "
+        f"{'variant':41} {'median s':>9} {'spread s':>14} {'x anchor':>9} {'x unsliced':>10} "
         f"{'extra MiB':>10} {'loss':>12}"
     )
     for row in rows:
         if row.median_s is None:
-            print(f"{row.variant:32} {row.status}")
+            print(f"{row.variant:41} {row.status}")
             continue
         spread = f"{min(row.samples_s):.3f}-{max(row.samples_s):.3f}"
         vs_anchor = f"{row.median_s / fastest_anchor:.2f}" if fastest_anchor else "-"
         vs_unsliced = f"{row.median_s / unsliced:.2f}" if unsliced else "-"
         memory = f"{row.extra_mib:.0f}" if row.extra_mib is not None else row.memory_method or "-"
         print(
-            f"{row.variant:32} {row.median_s:9.3f} {spread:>14} {vs_anchor:>9} "
+            f"{row.variant:41} {row.median_s:9.3f} {spread:>14} {vs_anchor:>9} "
             f"{vs_unsliced:>10} {memory:>10} {row.loss:12.6f}"
         )
 
