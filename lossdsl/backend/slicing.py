@@ -17,7 +17,9 @@ not depend on their values); each slice's input gradients are then computed righ
 values, and stored (a slice of the logits' gradient; the head's gradient summed in float32).
 The backward pass only scales them. Two passes (a loss not affine in them: a log-sigmoid of
 per-sequence sums cut across slices): the forward keeps only the accumulated values; the
-backward computes every slice again, with the gradients of the accumulated values.
+backward computes every slice again, with the gradients of the accumulated values, through
+a slice graph of only the accumulators that the feeds carrying gradient reach (not a
+reference model's log-probs).
 """
 
 from __future__ import annotations
@@ -225,7 +227,10 @@ class SlicedGraph:
             # Inputs are kept whether read or not: cutting one is a view, and the slice graph
             # reads the sizes of its dims off them.
             kept = tuple(f for f in feeds if f in read or self.ir.node(f).op == "input")
-            parts.recompute[with_grad] = self.slice_graph(level, kept, chosen)
+            same = chosen == parts.one_slice.accumulators and kept == feeds
+            parts.recompute[with_grad] = (
+                parts.one_slice if same else self.slice_graph(level, kept, chosen)
+            )
         return parts.recompute[with_grad]
 
     def is_linear_head(self, node_id: int) -> bool:

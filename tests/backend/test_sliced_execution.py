@@ -393,6 +393,25 @@ def test_compiled_slices_compile_each_graph_once_across_slices_and_shapes() -> N
     assert counters["stats"]["unique_graphs"] == 3  # feeds, one slice, finish
 
 
+def test_two_compiled_passes_compile_nothing_new_for_other_slices_and_shapes() -> None:
+    from torch._dynamo.utils import counters
+
+    torch._dynamo.reset()
+    counters.clear()
+    reference = lossdsl.load_text(PAIRS)
+    sliced = lossdsl.load_text(PAIRS, chunk=2, compile=True, backend="aot_eager")
+    compiled = []
+    for seed, (b, t) in enumerate([(3, 5), (4, 7), (2, 3)]):  # uneven last slices
+        SIZES.update(B=b, T=t)
+        try:
+            inputs = random_inputs(reference, torch.float32, seed=seed)
+        finally:
+            SIZES.update(B=B, T=T)
+        assert_same_run(reference, sliced, inputs, 1e-5)
+        compiled.append(counters["stats"]["unique_graphs"])
+    assert compiled[0] > 0 and compiled == [compiled[0]] * 3
+
+
 @pytest.mark.inductor
 def test_sliced_ppo_runs_under_inductor() -> None:
     reference = lossdsl.load("ppo")
