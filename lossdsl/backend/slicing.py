@@ -524,7 +524,11 @@ class _SliceRun:
         rows, head = self.head_operands(node_id, region)
         if rows.dtype != head.dtype:
             rows, head = rows.to(self.step.dtype), head.to(self.step.dtype)
-        return torch.nn.functional.linear(rows, head).to(self.step.dtype)
+        # As one matrix of rows: a slice `[1, rows, H]` of `[B, T, H]` keeps the stride of B,
+        # which torch.matmul would not fold into one product, running a slower batched one.
+        flat = rows.reshape(-1, rows.shape[-1])
+        logits = torch.nn.functional.linear(flat, head).to(self.step.dtype)
+        return logits.reshape(*rows.shape[:-1], head.shape[0])
 
     def head_needs_grad(self, node_id: int) -> bool:
         return any(a in self.grad_feeds for a in self.ir.node(node_id).args)
@@ -661,14 +665,14 @@ class _SliceRun:
         is `grad · head`; the head's, `gradᵀ · rows`, added into its buffer in place."""
         a, b = self.ir.node(node_id).args
         rows, head = self.head_operands(node_id, region)
+        flat_grad = grad.reshape(-1, grad.shape[-1])
         if a in buffers:
-            low = grad.to(head.dtype) if head.dtype != rows.dtype else grad.to(head.dtype)
-            self.add_gradient(a, buffers[a], torch.matmul(low, head), region)
+            rows_grad = torch.mm(flat_grad.to(head.dtype), head).reshape(rows.shape)
+            self.add_gradient(a, buffers[a], rows_grad, region)
         if b in buffers:
             whole = buffers[b]
-            flat_grad = grad.reshape(-1, grad.shape[-1]).to(whole.dtype)
             flat_rows = rows.reshape(-1, rows.shape[-1]).to(whole.dtype)
-            whole.addmm_(flat_grad.T, flat_rows)
+            whole.addmm_(flat_grad.to(whole.dtype).T, flat_rows)
 
 
 def _combine(how: str, whole: torch.Tensor, part: torch.Tensor) -> torch.Tensor:

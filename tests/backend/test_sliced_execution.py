@@ -319,6 +319,32 @@ def test_two_passes_recompute_only_what_carries_gradient_not_the_reference_model
     assert forward.count > 0 and backward.count == 0
 
 
+class Ops(TorchDispatchMode):
+    """The ops run while active."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.seen: set = set()
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        self.seen.add(func.overloadpacket)
+        return func(*args, **(kwargs or {}))
+
+
+def test_a_slice_of_a_sequence_of_hidden_states_is_multiplied_as_one_matrix() -> None:
+    """A slice `[1, rows, H]` of `[B, T, H]`: torch.matmul would run it as a batched product
+    (its B stride does not fold), markedly slower than one `[rows, H]` product on a CPU."""
+    reference = lossdsl.load("grpo")
+    given = FROM_HEADS[[n for n, _ in FROM_HEADS].index("grpo")][1]
+    variant = lossdsl.build_ir("grpo", computed=reference.ir.derivations.computed_for(given))
+    inputs = random_inputs(reference, ir=variant)
+    sliced = lossdsl.load("grpo", chunk=2)
+    with Ops() as ops:
+        sliced(**inputs).loss.backward()
+    assert torch.ops.aten.mm in ops.seen and torch.ops.aten.bmm not in ops.seen
+    assert_same_run(reference, sliced, inputs, 1e-10)
+
+
 class LargestTensor(TorchDispatchMode):
     """The largest number of elements any op produced while active."""
 
