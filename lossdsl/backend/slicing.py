@@ -200,7 +200,10 @@ class SlicedGraph:
         self, level: Level, feeds: tuple[int, ...], accumulators: tuple[int, ...]
     ) -> _SliceGraph:
         chosen = tuple(level.accumulators[i] for i in accumulators)
-        graph: Any = _SliceLowering(self.ir, False, self.collectives).build(feeds, chosen)
+        # Lowered as for torch.compile when compiled (`compiled=`): the forms Inductor fuses
+        # into fewer passes over the slice's logits, as in the unsliced compiled module.
+        lowering = _SliceLowering(self.ir, self._compile[0], self.collectives)
+        graph: Any = lowering.build(feeds, chosen)
         if self._compile[0]:
             graph = self.compiled(graph, [[]] + [list(self.ir.node(n).type.dims) for n in feeds])
         widths = tuple(2 if a.combine == "mean" else 1 for a in chosen)

@@ -419,6 +419,21 @@ def test_compiled_slices_compile_each_graph_once_across_slices_and_shapes() -> N
     assert counters["stats"]["unique_graphs"] == 3  # feeds, one slice, finish
 
 
+def test_compiled_slices_are_lowered_as_the_compiled_module_is() -> None:
+    """With compile=True a slice's graph takes the forms Inductor fuses, as the unsliced
+    compiled module does: the log-probability at the target as the logit there minus the
+    logsumexp, not a log_softmax, whose backward sums each row of the vocabulary again."""
+    sliced = lossdsl.load_text(HEAD, chunk=4, compile=True, backend="aot_eager")
+    assert_same_run(lossdsl.load_text(HEAD), sliced, head_inputs(torch.float32), 1e-5)
+    (parts,) = sliced._graph._parts.values()
+    code = parts.one_slice.graph._eager.__self__.code
+    assert "logsumexp" in code and "log_softmax" not in code
+    eager = lossdsl.load_text(HEAD, chunk=4)
+    eager(**head_inputs())
+    (parts,) = eager._graph._parts.values()
+    assert "log_softmax" in parts.one_slice.graph.code
+
+
 def test_two_compiled_passes_compile_nothing_new_for_other_slices_and_shapes() -> None:
     from torch._dynamo.utils import counters
 
