@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import gc
 import os
 import tempfile
 from collections.abc import Callable
@@ -30,9 +31,14 @@ def join(rank: int, ranks: int, store_dir: str | None) -> None:
         dist.init_process_group("gloo", store=store, rank=rank, world_size=ranks)
 
 
-def leave() -> None:
-    # Every rank past its last collective before any tears down: a rank that destroys the
-    # group while a peer is still in it can abort (gloo's threads, "terminate called").
+def run_rank(train: Train, rank: int, ranks: int, config: Config, store_dir: str | None) -> None:
+    """One rank: `train` (which joins the group when it is ready to), then the group torn
+    down once everything `train` made is freed. A DDP module still alive at teardown keeps
+    gloo's worker threads, and the rank aborts when the interpreter exits ("terminate
+    called without an active exception"); so does a rank that destroys the group while a
+    peer is still in a collective, hence the barrier."""
+    train(rank, ranks, config, store_dir)
+    gc.collect()
     dist.barrier()
     dist.destroy_process_group()
 
@@ -43,7 +49,11 @@ def launch(train: Train, description: str, full: Config, fast: Config) -> None:
     parser.add_argument("--fast", action="store_true", help="fewer steps (seconds)")
     config = fast if parser.parse_args().fast else full
     if "RANK" in os.environ:
-        train(int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"]), config, None)
+        run_rank(train, int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"]), config, None)
         return
     with tempfile.TemporaryDirectory() as store_dir:
-        mp.spawn(train, args=(config.ranks, config, store_dir), nprocs=config.ranks)
+        mp.spawn(_spawned, args=(train, config, store_dir), nprocs=config.ranks)
+
+
+def _spawned(rank: int, train: Train, config: Config, store_dir: str) -> None:
+    run_rank(train, rank, config.ranks, config, store_dir)

@@ -28,7 +28,7 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 
 import lossdsl
 
-from _ranks import Config, join, launch, leave  # examples/_ranks.py
+from _ranks import Config, join, launch  # examples/_ranks.py
 
 VOCAB, LENGTH, GROUP = 8, 10, 4
 PROMPTS_PER_MICRO_BATCH = (1, 3)  # per rank: uneven on purpose
@@ -123,7 +123,6 @@ def train(rank: int, ranks: int, config: Config, store_dir: str | None) -> None:
         optimizer.zero_grad()
         if rank == 0 and (step % 4 == 0 or step == config.steps - 1):
             print(f"step {step:3d}  mean reward {float(batch['rewards'].mean()):.3f}")
-    leave()
 
 
 if __name__ == "__main__":

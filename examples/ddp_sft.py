@@ -28,7 +28,7 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 
 import lossdsl
 
-from _ranks import Config, join, launch, leave  # examples/_ranks.py
+from _ranks import Config, join, launch  # examples/_ranks.py
 
 VOCAB, LENGTH, STRIDE = 16, 12, 3
 MICRO_BATCH_SIZES = (1, 4, 3)  # sequences per micro-batch, per rank: uneven on purpose
@@ -109,7 +109,6 @@ def train(rank: int, ranks: int, config: Config, store_dir: str | None) -> None:
         optimizer.zero_grad()
         if rank == 0 and (step % 5 == 0 or step == config.steps - 1):
             print(f"step {step:3d}  loss {float(total):.4f}")
-    leave()
 
 
 if __name__ == "__main__":
