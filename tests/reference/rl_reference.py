@@ -157,9 +157,12 @@ def kl_estimate(
 
 
 def _clip_metrics(
-    ratio: Tensor, adv: Tensor, mask: Tensor, clip_low: float, clip_high: float, lr: Tensor
+    logp: Tensor, old_logp: Tensor, adv: Tensor, mask: Tensor, clip_low: float, clip_high: float
 ) -> dict[str, Tensor]:
-    """TRL `GRPOTrainer._compute_loss` clip metrics and verl/NeMo RL ratio metrics."""
+    """TRL `GRPOTrainer._compute_loss` clip metrics and verl/NeMo RL ratio metrics of the
+    ratio r = exp(log_ratio(logp, old_logp))."""
+    lr = log_ratio(logp, old_logp)
+    ratio = torch.exp(lr)
     adv = adv.expand(ratio.shape)
     low = (ratio < 1 - clip_low) & (adv < 0)
     high = (ratio > 1 + clip_high) & (adv > 0)
@@ -242,8 +245,7 @@ def ppo(
         ent_coef = linear_schedule(0.01, 0.0, 10000, step)
     logp_all = torch.log_softmax(logits, dim=-1)
     logp = logp_all.gather(-1, actions.unsqueeze(-1)).squeeze(-1)
-    lr = log_ratio(logp, old_logp)
-    ratio = torch.exp(lr)
+    ratio = torch.exp(log_ratio(logp, old_logp))
     clip_loss = clipped_surrogate(ratio, advantages, clip_low, clip_high)
     pg3 = -advantages * clip_c
     if dual_clip == "on":
@@ -274,7 +276,7 @@ def ppo(
         "kl": kl,
         "kl_per_seq": sequence_kl(kl_tok, mask),
     }
-    out.update(_clip_metrics(ratio, advantages, mask, clip_low, clip_high, lr))
+    out.update(_clip_metrics(logp, old_logp, advantages, mask, clip_low, clip_high))
     dual = (clip_loss > pg3) & (advantages < 0)
     out["dual_clip_frac"] = (
         masked_mean(dual.to(ratio.dtype), mask)
@@ -423,8 +425,6 @@ def grpo(
     """
     if ref_logp is None:
         ref_logp = torch.zeros_like(logp)
-    lr = log_ratio(logp, old_logp)
-    ratio = torch.exp(lr)
     pg = policy_losses(
         policy_loss,
         logp=logp,
@@ -440,7 +440,7 @@ def grpo(
     policy = agg_loss(pg, mask, agg, loss_scale_factor)
     kl = agg_loss(kl_estimate(logp, ref_logp, kl_type), mask, agg, loss_scale_factor)
     out = {"loss": policy + kl_coef * kl, "policy": policy, "kl": kl}
-    out.update(_clip_metrics(ratio, advantages, mask, clip_low, clip_high, lr))
+    out.update(_clip_metrics(logp, old_logp, advantages, mask, clip_low, clip_high))
     return out
 
 
@@ -468,8 +468,6 @@ def dr_grpo(
     """
     if ref_logp is None:
         ref_logp = torch.zeros_like(logp)
-    lr = log_ratio(logp, old_logp)
-    ratio = torch.exp(lr)
     pg = policy_losses(
         "vanilla",
         logp=logp,
@@ -484,7 +482,7 @@ def dr_grpo(
     policy = masked_sum(pg, mask) / max(B * T, 1)
     kl = masked_sum(kl_estimate(logp, ref_logp, kl_type), mask) / max(B * T, 1)
     out = {"loss": policy + kl_coef * kl, "policy": policy, "kl": kl}
-    out.update(_clip_metrics(ratio, advantages, mask, clip_low, clip_high, lr))
+    out.update(_clip_metrics(logp, old_logp, advantages, mask, clip_low, clip_high))
     return out
 
 
@@ -497,8 +495,6 @@ def dapo(
     1+ε_high) A), no KL term; verl `agg_loss` "token-mean", TRL loss_type "dapo"; dual
     clip optional (verl clip_ratio_c).
     """
-    lr = log_ratio(logp, old_logp)
-    ratio = torch.exp(lr)
     pg = policy_losses(
         "vanilla",
         logp=logp,
@@ -511,7 +507,7 @@ def dapo(
     )
     policy = agg_loss(pg, mask, "token_mean")
     out = {"loss": policy, "policy": policy}
-    out.update(_clip_metrics(ratio, advantages, mask, clip_low, clip_high, lr))
+    out.update(_clip_metrics(logp, old_logp, advantages, mask, clip_low, clip_high))
     return out
 
 
@@ -614,8 +610,7 @@ def cispo(
     TRL loss_type "cispo" writes the cap as `epsilon_high` itself (= 1 + clip_high here);
     verl 0.9.1 `compute_policy_loss_cispo` aggregates with any loss_agg_mode.
     """
-    lr = log_ratio(logp, old_logp)
-    ratio = torch.exp(lr)
+    ratio = torch.exp(log_ratio(logp, old_logp))
     w = torch.clamp(ratio, 1 - clip_low, 1 + clip_high).detach()
     policy = agg_loss(-w * advantages * logp, mask, agg, loss_scale_factor)
     return {
@@ -685,8 +680,7 @@ def tis(
     (`rollout_is_weights`) applied as `compute_policy_loss_vanilla` does (pg · w, then
     agg_loss); NeMo RL `ClippedPGLossFn` "icepop" = tis_mode "mask". w is a constant.
     """
-    lr = log_ratio(logp, old_logp)
-    ratio = torch.exp(lr)
+    ratio = torch.exp(log_ratio(logp, old_logp))
     pg = clipped_surrogate(ratio, advantages, clip_low, clip_high)
     w, w_raw = rollout_is_weights(
         old_logp,
@@ -706,7 +700,7 @@ def tis(
         "is_weight_mean": masked_mean(w, mask),
         "is_oob_frac": masked_mean(oob.to(w.dtype), mask),
     }
-    out.update(_clip_metrics(ratio, advantages, mask, clip_low, clip_high, lr))
+    out.update(_clip_metrics(logp, old_logp, advantages, mask, clip_low, clip_high))
     return out
 
 
