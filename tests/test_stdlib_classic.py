@@ -301,6 +301,26 @@ class Case:
         return self.id or self.spec
 
 
+def poisson_case(
+    spec: str, inputs: Callable[[torch.Generator, Params], Inputs], log_input: bool
+) -> Case:
+    """`F.poisson_nll_loss` of log-rates (`poisson_nll`) or of rates (`poisson_nll_rate`)."""
+    return Case(
+        spec,
+        inputs,
+        lambda x, p: F.poisson_nll_loss(
+            x["input"],
+            x["target"],
+            log_input=log_input,
+            full=p["full"] == "on",
+            eps=p["eps"],
+            reduction=p["reduction"],
+        ),
+        defaults={"full": "off", "eps": 1e-8, "reduction": "mean"},
+        overrides=(("full", "on"), ("eps", 0.1), ("reduction", "sum")),
+    )
+
+
 CASES = [
     Case("mse", regression_inputs, lambda x, p: F.mse_loss(x["input"], x["target"])),
     Case("l1", regression_inputs, lambda x, p: F.l1_loss(x["input"], x["target"])),
@@ -416,20 +436,7 @@ CASES = [
         signed_inputs,
         lambda x, p: F.soft_margin_loss(x["input"], x["target"]),
     ),
-    Case(
-        "poisson_nll",
-        count_inputs,
-        lambda x, p: F.poisson_nll_loss(
-            x["input"],
-            x["target"],
-            log_input=True,
-            full=p["full"] == "on",
-            eps=p["eps"],
-            reduction=p["reduction"],
-        ),
-        defaults={"full": "off", "eps": 1e-8, "reduction": "mean"},
-        overrides=(("full", "on"), ("eps", 0.1), ("reduction", "sum")),
-    ),
+    poisson_case("poisson_nll", count_inputs, log_input=True),
     Case(
         "gaussian_nll",
         gaussian_inputs,
@@ -440,20 +447,7 @@ CASES = [
         defaults={"full": "off", "eps": 1e-6},
         overrides=(("full", "on"), ("eps", 0.05)),
     ),
-    Case(
-        "poisson_nll_rate",
-        rate_inputs,
-        lambda x, p: F.poisson_nll_loss(
-            x["input"],
-            x["target"],
-            log_input=False,
-            full=p["full"] == "on",
-            eps=p["eps"],
-            reduction=p["reduction"],
-        ),
-        defaults={"full": "off", "eps": 1e-8, "reduction": "mean"},
-        overrides=(("full", "on"), ("eps", 0.1), ("reduction", "sum")),
-    ),
+    poisson_case("poisson_nll_rate", rate_inputs, log_input=False),
     Case(
         "triplet_margin",
         triplet_inputs,
