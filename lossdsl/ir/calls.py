@@ -211,8 +211,7 @@ class Calls:
 
     def dim_name(self, value: ast.Expr, op: Op, scope: Scope) -> str:
         if isinstance(value, ast.Name):
-            bound = scope.locals.get(value.id)
-            name = bound.name if isinstance(bound, DimAlias) else value.id
+            name = _dim_named(value, scope)
             if name in self.symbols.dims:
                 return name
             self.symbols.suggest_dim(name, value.span)
@@ -225,8 +224,7 @@ class Calls:
     def new_dim_name(self, value: ast.Expr, op: Op, scope: Scope) -> str:
         """The new dim a `rename` introduces: a name no input declares."""
         if isinstance(value, ast.Name):
-            bound = scope.locals.get(value.id)
-            name = bound.name if isinstance(bound, DimAlias) else value.id
+            name = _dim_named(value, scope)
             if name in self.symbols.new_dims:
                 return name
             if name in self.symbols.dims:
@@ -339,3 +337,9 @@ class Calls:
         if choice.value not in branches:
             raise Failed
         return (yield self.expressions.sub(branches[choice.value].value, scope))
+
+
+def _dim_named(value: ast.Name, scope: Scope) -> str:
+    """The dim a name stands for: a def's dim parameter stands for the caller's dim."""
+    bound = scope.locals.get(value.id)
+    return bound.name if isinstance(bound, DimAlias) else value.id
