@@ -9,6 +9,7 @@ import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
@@ -29,6 +30,14 @@ def join(rank: int, ranks: int, store_dir: str | None) -> None:
     else:
         store = dist.FileStore(os.path.join(store_dir, "store"), ranks)
         dist.init_process_group("gloo", store=store, rank=rank, world_size=ranks)
+
+
+def report_first_step(model: torch.nn.Module, want: list[torch.Tensor]) -> None:
+    """How far the gradient DDP left in `model` is from `want`, the whole batch's gradient
+    computed in one process."""
+    got = [p.grad for p in model.parameters()]
+    difference = max(float((a - b).abs().max()) for a, b in zip(got, want, strict=True))
+    print(f"step 0: largest difference to the whole batch's gradient {difference:.1e}")
 
 
 def run_rank(train: Train, rank: int, ranks: int, config: Config, store_dir: str | None) -> None:

@@ -28,7 +28,7 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 
 import lossdsl
 
-from _ranks import Config, join, launch  # examples/_ranks.py
+from _ranks import Config, join, launch, report_first_step  # examples/_ranks.py
 
 VOCAB, LENGTH, GROUP = 8, 10, 4
 PROMPTS_PER_MICRO_BATCH = (1, 3)  # per rank: uneven on purpose
@@ -116,9 +116,7 @@ def train(rank: int, ranks: int, config: Config, store_dir: str | None) -> None:
             with contextlib.nullcontext() if k == len(parts) - 1 else ddp.no_sync():
                 loss_of(loss_fn, ddp, part).backward()
         if step == 0 and rank == 0:
-            got = [p.grad for p in policy.parameters()]
-            difference = max(float((a - b).abs().max()) for a, b in zip(got, want, strict=True))
-            print(f"step 0: largest difference to the whole batch's gradient {difference:.1e}")
+            report_first_step(policy, want)
         optimizer.step()
         optimizer.zero_grad()
         if rank == 0 and (step % 4 == 0 or step == config.steps - 1):

@@ -28,7 +28,7 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 
 import lossdsl
 
-from _ranks import Config, join, launch  # examples/_ranks.py
+from _ranks import Config, join, launch, report_first_step  # examples/_ranks.py
 
 VOCAB, LENGTH, STRIDE = 16, 12, 3
 MICRO_BATCH_SIZES = (1, 4, 3)  # sequences per micro-batch, per rank: uneven on purpose
@@ -102,9 +102,7 @@ def train(rank: int, ranks: int, config: Config, store_dir: str | None) -> None:
             total += loss.detach()
         dist.all_reduce(total, op=dist.ReduceOp.AVG)  # the loss of the global batch
         if step == 0 and rank == 0:
-            got = [p.grad for p in model.parameters()]
-            difference = max(float((a - b).abs().max()) for a, b in zip(got, want, strict=True))
-            print(f"step 0: largest difference to the whole batch's gradient {difference:.1e}")
+            report_first_step(model, want)
         optimizer.step()
         optimizer.zero_grad()
         if rank == 0 and (step % 5 == 0 or step == config.steps - 1):
