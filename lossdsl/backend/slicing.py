@@ -36,6 +36,7 @@ from lossdsl.backend.compiled import CompiledGraph, contracted
 from lossdsl.backend.lowering import Value, _Lowering, _reduce_all_or, _reduction_parts
 from lossdsl.ir import SpecIR
 from lossdsl.ir.types import ELLIPSIS
+from lossdsl.passes.renumber import reachable
 from lossdsl.passes.slicing import Accumulator, Level, SlicePlan
 
 # `chunk="auto"`: rows per slice such that one [rows, width] float32 block of the widest
@@ -226,7 +227,7 @@ class SlicedGraph:
                 if node.id not in feeds and set(node.args) & reached:
                     reached.add(node.id)
             chosen = tuple(i for i, a in enumerate(level.accumulators) if a.node in reached)
-            read = _read_feeds(self.ir, [level.accumulators[i].node for i in chosen], feeds)
+            read = reachable(self.ir.nodes, {level.accumulators[i].node for i in chosen})
             # Inputs are kept whether read or not: cutting one is a view, and the slice graph
             # reads the sizes of its dims off them.
             kept = tuple(f for f in feeds if f in read or self.ir.node(f).op == "input")
@@ -330,22 +331,6 @@ class SlicedGraph:
         )
         rows = max(1, AUTO_SLICE_BYTES // (4 * max(width, 1)))
         return rows - rows % 8 if rows >= 16 else rows
-
-
-def _read_feeds(ir: SpecIR, outputs: list[int], feeds: tuple[int, ...]) -> set[int]:
-    """The feeds computing `outputs` reads: the walk back from them stops at each feed."""
-    given, read, seen = set(feeds), set(), set()
-    stack = list(outputs)
-    while stack:
-        node_id = stack.pop()
-        if node_id in seen:
-            continue
-        seen.add(node_id)
-        if node_id in given:
-            read.add(node_id)
-        else:
-            stack.extend(ir.node(node_id).args)
-    return read
 
 
 def _constants(ir: SpecIR) -> set[int]:
