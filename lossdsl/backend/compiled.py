@@ -41,12 +41,20 @@ class CompiledGraph:
         backend: Any = "inductor",
         mode: str | None = None,
         backed: frozenset[str] = frozenset(),
+        options: dict[str, Any] | None = None,
     ):
         self._eager = graph_module.forward
         # Dims a matmul contracts stay backed symbols: the backward of a contraction over an
         # unbacked dim guards on data-dependent sizes, which Dynamo cannot do.
         self._backed = backed
-        self._compiled = torch.compile(graph_module.forward, backend=backend, mode=mode)
+        if options and backend == "inductor":
+            # torch.compile takes a mode or options, not both: the mode's options, then these.
+            from torch._inductor import list_mode_options
+
+            chosen = {**(list_mode_options(mode) if mode else {}), **options}
+            self._compiled = torch.compile(graph_module.forward, options=chosen)
+        else:
+            self._compiled = torch.compile(graph_module.forward, backend=backend, mode=mode)
         self._input_dims = [list(dims) for dims in input_dims]
         code = type(graph_module).forward.__code__
         self._strides_vary = _stride_record(code, code.co_varnames[1 : code.co_argcount])
@@ -96,23 +104,32 @@ class CompiledCallFailed(Exception):
 
 
 class _Alias(torch.autograd.Function):
-    """The same tensor, as a fresh tensor rather than a view, with gradients passed through."""
+    """The same tensor, as a fresh tensor rather than a view (with other strides for its
+    dims of size 1 when given), with gradients passed through."""
 
     @staticmethod
-    def forward(ctx: Any, tensor: torch.Tensor) -> torch.Tensor:
-        return tensor.detach()
+    def forward(
+        ctx: Any, tensor: torch.Tensor, strides: tuple[int, ...] | None = None
+    ) -> torch.Tensor:
+        alias = tensor.detach()
+        return alias if strides is None else alias.as_strided(alias.shape, strides)
 
     @staticmethod
-    def backward(ctx: Any, grad: torch.Tensor) -> torch.Tensor:
-        return grad
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, None]:
+        return grad, None
 
 
 def _dim_keys(dims: list[Any], rank: int) -> list[DimKey]:
-    """Per axis: the dim's name, `...0`, `...1`, … for leading dims, None for literals."""
-    explicit = [d for d in dims if d != "..."]
-    leading = rank - len(explicit)
-    keys: list[DimKey] = [f"...{i}" for i in range(leading)]
-    return keys + [d if isinstance(d, str) else None for d in explicit]
+    """Per axis: the dim's name, `...0`, `...1`, … for the dims `...` stands for (leading
+    unless `dims` puts it elsewhere), None for literals."""
+    at = dims.index("...") if "..." in dims else 0
+    before, after = dims[:at], [d for d in dims[at:] if d != "..."]
+    many = [f"...{i}" for i in range(rank - len(before) - len(after))]
+    return (
+        [d if isinstance(d, str) else None for d in before]
+        + many
+        + [d if isinstance(d, str) else None for d in after]
+    )
 
 
 def _indexable(tensor: torch.Tensor) -> torch.Tensor:
@@ -126,6 +143,10 @@ def _indexable(tensor: torch.Tensor) -> torch.Tensor:
         padded = tensor.new_empty([max(n, 2) for n in tensor.shape])
         return padded[tuple(slice(0, n) for n in tensor.shape)].copy_(tensor)
     if strides != tensor.stride():
+        # Through `_Alias`: the gradient passes through as it comes, where as_strided's own
+        # backward would scatter it into a zero-filled tensor the size of the input.
+        if tensor.requires_grad:
+            return _Alias.apply(tensor, strides)
         return tensor.as_strided(tensor.shape, strides)
     return tensor
 

@@ -170,3 +170,27 @@ def test_compiled_inputs_are_copied_only_for_layouts_the_compiled_code_cannot_in
         prepared = _indexable(tensor)
         assert prepared.data_ptr() != tensor.data_ptr()  # copied, into padded memory
         assert torch.equal(prepared, tensor) and indexable(prepared.stride())
+
+
+def test_an_input_restrided_for_the_compiled_code_passes_its_gradient_straight_through():
+    """A dim of size 1 given another stride is a view; as_strided's own backward would
+    scatter the gradient into a zero-filled tensor the size of the input, every call."""
+    from lossdsl.backend.compiled import _indexable
+
+    leaf = torch.randn(4, 1, 9, requires_grad=True)
+    tensor = leaf[:, :, :]  # strides (9, 9, 1): the size-1 dim's needs renumbering
+    prepared = _indexable(tensor)
+    assert prepared.stride() != tensor.stride() and prepared.data_ptr() == tensor.data_ptr()
+    assert type(prepared.grad_fn).__name__ == "_AliasBackward"
+    weights = torch.randn(4, 1, 9)
+    (prepared * weights).sum().backward()
+    torch.testing.assert_close(leaf.grad, weights)
+
+
+def test_dim_names_are_keyed_wherever_the_ellipsis_stands():
+    from lossdsl.backend.compiled import _dim_keys
+
+    assert _dim_keys(["...", "V"], 3) == ["...0", "...1", "V"]
+    assert _dim_keys(["V", "..."], 3) == ["V", "...0", "...1"]
+    assert _dim_keys(["V", "...", 2], 3) == ["V", "...0", None]
+    assert _dim_keys(["B", "T"], 3) == ["...0", "B", "T"]  # leading when unnamed
