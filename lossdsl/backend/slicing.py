@@ -68,10 +68,18 @@ class _FinishLowering(_Lowering):
 
 
 class _SliceLowering(_Lowering):
-    """One slice: step and the feeds in (inputs keep their names), partial results out."""
+    """One slice: step and the feeds in (inputs keep their names), partial results out.
+
+    A linear head's slice comes in vocabulary-major, `[V, rows…]` (`logits_by_vocab`): the
+    product `head · rowsᵀ` that writes it runs faster on the CPU's BLAS than `rows · headᵀ`
+    at a slice's few rows, and its gradient comes back in the same layout, the one both
+    backward products read. The graph moves V last again, a view."""
 
     def build(
-        self, feeds: tuple[int, ...], accumulators: tuple[Accumulator, ...]
+        self,
+        feeds: tuple[int, ...],
+        accumulators: tuple[Accumulator, ...],
+        heads: tuple[int, ...] = (),
     ) -> fx.GraphModule:
         self.step = self.placeholder("step")
         self.dtype = self.name(self.step.dtype, "dtype")
@@ -80,6 +88,10 @@ class _SliceLowering(_Lowering):
             if node.op == "input":
                 self.input_proxies[node.attrs["name"]] = self.placeholder(node.attrs["name"])
                 self.bind_input(node.attrs["name"], node_id)
+            elif node_id in heads:
+                name = self.value_name(node_id)
+                by_vocab = self.placeholder(f"{name}_by_vocab")
+                self.values[node_id] = self.name(by_vocab.movedim(0, -1), name)
             else:
                 self.values[node_id] = self.placeholder(self.value_name(node_id))
         outputs: list[Value] = []
@@ -204,15 +216,22 @@ class SlicedGraph:
         # Lowered as for torch.compile when compiled (`compiled=`): the forms Inductor fuses
         # into fewer passes over the slice's logits, as in the unsliced compiled module.
         lowering = _SliceLowering(self.ir, self._compile[0], self.collectives)
-        graph: Any = lowering.build(feeds, chosen)
+        heads = tuple(f for f in feeds if self.is_linear_head(f))
+        graph: Any = lowering.build(feeds, chosen, heads)
         if self._compile[0]:
-            graph = self.compiled(graph, [[]] + [list(self.ir.node(n).type.dims) for n in feeds])
+            dims = [_graph_dims(self.ir.node(n).type.dims, n in heads) for n in feeds]
+            graph = self.compiled(graph, [[], *dims], by_vocab=bool(heads))
         widths = tuple(2 if a.combine == "mean" else 1 for a in chosen)
         return _SliceGraph(graph, feeds, accumulators, widths)
 
-    def compiled(self, graph: fx.GraphModule, dims: list[list]) -> CompiledGraph:
+    def compiled(
+        self, graph: fx.GraphModule, dims: list[list], by_vocab: bool = False
+    ) -> CompiledGraph:
         _, backend, mode = self._compile
-        return CompiledGraph(graph, dims, backend, mode, contracted(self.ir))
+        # Inductor's folding of constant-valued tensors asks whether each is contiguous; of
+        # one shaped like a vocabulary-major head it cannot tell with the rows unbacked.
+        options = {"joint_graph_constant_folding": False} if by_vocab else None
+        return CompiledGraph(graph, dims, backend, mode, contracted(self.ir), options)
 
     def recompute_graph(self, parts: _Parts, with_grad: frozenset[int]) -> _SliceGraph:
         """The backward's slice graph when the feeds `with_grad` carry gradient: the
@@ -331,6 +350,11 @@ class SlicedGraph:
         )
         rows = max(1, AUTO_SLICE_BYTES // (4 * max(width, 1)))
         return rows - rows % 8 if rows >= 16 else rows
+
+
+def _graph_dims(dims: tuple, head: bool) -> list:
+    """A feed's dims as the slice graph takes it: a head's vocabulary first."""
+    return [dims[-1], *dims[:-1]] if head else list(dims)
 
 
 def _constants(ir: SpecIR) -> set[int]:
@@ -507,16 +531,17 @@ class _SliceRun:
         ].detach()
 
     def head_output(self, node_id: int, region: Region) -> torch.Tensor:
-        """A slice of `matmul(hidden, head)`, as the lowering computes it: in the operands'
-        dtype when they share one (upcast after), else in the compute dtype."""
+        """A slice of `matmul(hidden, head)` vocabulary-major, `[V, rows…]` (the slice graph
+        takes it so): in the operands' dtype when they share one (upcast after), else in
+        the compute dtype."""
         rows, head = self.head_operands(node_id, region)
         if rows.dtype != head.dtype:
             rows, head = rows.to(self.step.dtype), head.to(self.step.dtype)
         # As one matrix of rows: a slice `[1, rows, H]` of `[B, T, H]` keeps the stride of B,
         # which torch.matmul would not fold into one product, running a slower batched one.
         flat = rows.reshape(-1, rows.shape[-1])
-        logits = torch.nn.functional.linear(flat, head).to(self.step.dtype)
-        return logits.reshape(*rows.shape[:-1], head.shape[0])
+        by_vocab = torch.mm(head, flat.T).to(self.step.dtype)
+        return by_vocab.reshape(head.shape[0], *rows.shape[:-1])
 
     def head_needs_grad(self, node_id: int) -> bool:
         return any(a in self.grad_feeds for a in self.ir.node(node_id).args)
@@ -649,18 +674,19 @@ class _SliceRun:
     def head_backward(
         self, node_id: int, grad: torch.Tensor, region: Region, buffers: dict[int, torch.Tensor]
     ) -> None:
-        """The gradients of `linear(rows, head)` from the gradient of its slice: the rows'
-        is `grad · head`; the head's, `gradᵀ · rows`, added into its buffer in place."""
+        """The gradients of `linear(rows, head)` from the gradient of its slice, `[V, rows…]`
+        as `head_output` gives it: the rows' is `(headᵀ · grad)ᵀ`; the head's, `grad · rows`,
+        added into its buffer in place."""
         a, b = self.ir.node(node_id).args
         rows, head = self.head_operands(node_id, region)
-        flat_grad = grad.reshape(-1, grad.shape[-1])
+        grad_by_vocab = grad.reshape(grad.shape[0], -1)
         if a in buffers:
-            rows_grad = torch.mm(flat_grad.to(head.dtype), head).reshape(rows.shape)
+            rows_grad = torch.mm(head.T, grad_by_vocab.to(head.dtype)).T.reshape(rows.shape)
             self.add_gradient(a, buffers[a], rows_grad, region)
         if b in buffers:
             whole = buffers[b]
             flat_rows = rows.reshape(-1, rows.shape[-1]).to(whole.dtype)
-            whole.addmm_(flat_grad.to(whole.dtype).T, flat_rows)
+            whole.addmm_(grad_by_vocab.to(whole.dtype), flat_rows)
 
 
 def _combine(how: str, whole: torch.Tensor, part: torch.Tensor) -> torch.Tensor:

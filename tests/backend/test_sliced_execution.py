@@ -345,6 +345,42 @@ def test_a_slice_of_a_sequence_of_hidden_states_is_multiplied_as_one_matrix() ->
     assert_same_run(reference, sliced, inputs, 1e-10)
 
 
+class Products(TorchDispatchMode):
+    """The shapes the matrix products wrote while active."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.shapes: list[tuple[int, ...]] = []
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        if func.overloadpacket in (torch.ops.aten.mm, torch.ops.aten.addmm_):
+            self.shapes.append(tuple(out.shape))
+        return out
+
+
+@pytest.mark.parametrize("compile", [False, True])
+def test_a_head_slice_is_one_vocabulary_major_product(compile: bool) -> None:
+    """`head · rowsᵀ` writes a slice's logits as `[V, rows]`, which a CPU's BLAS computes
+    faster at a slice's few rows than `rows · headᵀ`; the slice graph takes that layout as
+    it is (its V moved last, a view), and the gradient it gives back in the same layout is
+    what the products of the rows' gradient, `[H, rows]`, and the head's read."""
+    options = {"compile": True, "backend": "aot_eager"} if compile else {}
+    sliced = lossdsl.load_text(HEAD, chunk=4, **options)
+    inputs = head_inputs(torch.float32)
+    with Products() as seen:
+        sliced(**inputs).loss.backward()
+    rows = {3, 4}  # 13 rows in four even slices
+    assert {(V, r) for r in rows} <= set(seen.shapes)  # the logits, and their gradient's
+    assert {(H, r) for r in rows} <= set(seen.shapes)  # the rows' gradient, transposed
+    assert set(seen.shapes) <= {(V, r) for r in rows} | {(H, r) for r in rows} | {(V, H)}
+    (parts,) = sliced._graph._parts.values()
+    graph = parts.one_slice.graph
+    code = (graph._eager.__self__ if compile else graph).code
+    assert "_by_vocab):" in code and ".movedim(0, -1)" in code  # the last placeholder
+    assert_same_run(lossdsl.load_text(HEAD), sliced, head_inputs(torch.float32), 1e-5)
+
+
 class LargestTensor(TorchDispatchMode):
     """The largest number of elements any op produced while active."""
 
@@ -461,6 +497,37 @@ def test_sliced_ppo_runs_under_inductor() -> None:
         warnings.simplefilter("ignore")
         assert_same_run(reference, sliced, random_inputs(reference, torch.float32), 1e-5)
     assert math.isfinite(float(sliced(**random_inputs(reference, torch.float32)).loss.detach()))
+
+
+@pytest.mark.inductor
+def test_sliced_heads_under_inductor_compile_once_with_uneven_and_one_row_slices() -> None:
+    """Inductor, not only AOT: GRPO and DPO from hidden states and heads, one pass and two,
+    slices `[1, rows, H]` of sequences down to a single row, and new batch sizes."""
+    from torch._dynamo.utils import counters
+
+    for name in ("grpo", "dpo"):
+        torch._dynamo.reset()
+        counters.clear()
+        reference = lossdsl.load(name)
+        given = FROM_HEADS[[n for n, _ in FROM_HEADS].index(name)][1]
+        variant = lossdsl.build_ir(name, computed=reference.ir.derivations.computed_for(given))
+        sliced = lossdsl.load(name, chunk=2, compile=True)
+        compiled = []
+        for seed, (b, t) in enumerate([(3, 5), (4, 7)]):  # slices of 2, 2 and 1 rows
+            SIZES.update(B=b, T=t, Tc=t, Tr=t + 1)
+            try:
+                inputs = random_inputs(reference, torch.float32, seed=seed, ir=variant)
+            finally:
+                SIZES.update(B=B, T=T, Tc=T, Tr=T + 1)
+            assert_same_run(reference, sliced, inputs, 1e-5)
+            compiled.append(counters["stats"]["unique_graphs"])
+        assert compiled[0] > 0 and compiled == [compiled[0]] * 2, name
+    torch._dynamo.reset()
+    counters.clear()
+    sliced = lossdsl.load_text(HEAD, chunk=5, compile=True)
+    for rows in (13, 11, 1):  # `[V, rows]` heads of rows `[N]`: uneven, and one row
+        assert_same_run(lossdsl.load_text(HEAD), sliced, head_inputs(torch.float32, rows), 1e-5)
+    assert counters["stats"]["unique_graphs"] == 3  # feeds, one slice, finish
 
 
 def test_an_unsliced_compiled_linear_head_compiles_once_across_row_counts() -> None:
