@@ -192,7 +192,8 @@ FROM_HEADS = [
 ]
 
 
-@pytest.mark.parametrize("chunk", [3, 8])
+# Slices of tokens (3), of one whole sequence (8 rows, T = 5) and of two (10: `[2, T]` heads)
+@pytest.mark.parametrize("chunk", [3, 8, 10])
 @pytest.mark.parametrize("name, given", FROM_HEADS, ids=[n for n, _ in FROM_HEADS])
 def test_standard_specs_from_hidden_states_sliced_equal_unsliced(name, given, chunk) -> None:
     reference = lossdsl.load(name)
