@@ -22,6 +22,7 @@ is a view (`logits[:, :-1]`) after a fresh tensor. What is done here, per call:
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -84,7 +85,7 @@ class CompiledGraph:
     def _marked(self, tensor: torch.Tensor, dims: list[Any]) -> torch.Tensor:
         alias = _Alias.apply(tensor) if tensor.requires_grad else tensor.detach()
         for axis, key in enumerate(_dim_keys(dims, alias.dim())):
-            if key in self._backed:
+            if key in self._backed or (key is not None and not _UNBACKED_AT_LEAST_ONE):
                 torch._dynamo.maybe_mark_dynamic(alias, axis)
             elif key is not None:
                 hint = self._hints.setdefault(key, alias.shape[axis])
@@ -92,6 +93,14 @@ class CompiledGraph:
                     alias, axis, shape_id=key, hint_override=hint, min=1
                 )
         return alias
+
+
+# An unbacked size needs a lower bound of 1 (torch 2.13 and later): without one, torch's own
+# decompositions ask whether a size is 0 (logsumexp's `numel() == 0`), which Dynamo cannot
+# answer for an unbacked symbol. Older torch gets backed dynamic dims instead.
+_UNBACKED_AT_LEAST_ONE = (
+    "min" in inspect.signature(torch._dynamo.decorators.mark_unbacked).parameters
+)
 
 
 def contracted(ir: Any) -> frozenset[str]:
