@@ -9,6 +9,9 @@ graphs, its sliced executor and its runtime checks work there at all.
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import pytest
 import torch
 
@@ -113,8 +116,51 @@ def test_a_linear_head_sliced_on_the_device_matches_the_full_logits(device: str)
     torch.testing.assert_close(head.grad, w2.grad, rtol=1e-4, atol=1e-5)
 
 
-def test_a_class_index_out_of_range_on_the_device_is_an_input_error(device: str) -> None:
-    module = lossdsl.load("cross_entropy").to(device)
-    logits = torch.randn(4, 5, device=device)
-    with pytest.raises(lossdsl.InputError, match="target"):
-        module(input=logits, target=torch.tensor([0, 1, 7, 2], device=device))
+@pytest.mark.parametrize("compiled", [False, True], ids=["eager", "compiled"])
+def test_a_bf16_linear_head_sliced_on_the_device_sums_its_gradient_in_float32(
+    device: str, compiled: bool
+) -> None:
+    """bf16 hidden states and head, five slices: the head's gradient is summed over the
+    slices in float32 (on CUDA by addmm writing float32 from bf16 operands), so it matches
+    float64 arithmetic on the same bf16 values to bf16's own precision."""
+    g = torch.Generator().manual_seed(0)
+    hidden = torch.randn(37, 64, generator=g).bfloat16()
+    head = (torch.randn(300, 64, generator=g) * 0.125).bfloat16()
+    target = torch.randint(0, 300, (37,), generator=g)
+    target[::5] = -100
+    options = {"compile": True, "backend": compile_backend(device)} if compiled else {}
+    module = lossdsl.load("cross_entropy", chunk=8, **options).to(device)
+    x, w = (t.to(device).requires_grad_() for t in (hidden, head))
+    loss = module(hidden=x, head=w, target=target.to(device)).loss
+    loss.backward()
+    x64, w64 = (t.detach().double().requires_grad_() for t in (hidden, head))
+    expected = torch.nn.functional.cross_entropy(x64 @ w64.T, target, ignore_index=-100)
+    expected.backward()
+    assert x.grad.dtype == w.grad.dtype == torch.bfloat16
+    torch.testing.assert_close(loss.cpu().double(), expected, rtol=2e-2, atol=1e-2)
+    for got, want in ((x.grad, x64.grad), (w.grad, w64.grad)):
+        scale = want.abs().max().item()
+        torch.testing.assert_close(got.cpu().double(), want, rtol=2e-2, atol=1e-2 * scale)
+
+
+OUT_OF_RANGE = """
+import torch, lossdsl
+module = lossdsl.load("cross_entropy").to("{device}")
+logits = torch.randn(4, 5, device="{device}")
+module(input=logits, target=torch.tensor([0, 1, 7, 2], device="{device}")).loss.item()
+"""
+
+
+def test_a_class_index_out_of_range_on_the_device_names_the_input(device: str) -> None:
+    """On the CPU an InputError. On a GPU the check is a device-side assertion (raising
+    it in Python would cost a synchronisation every call): it names the input, and leaves
+    the process's CUDA context unusable, so it runs in a process of its own."""
+    if device == "cpu":
+        module = lossdsl.load("cross_entropy")
+        with pytest.raises(lossdsl.InputError, match=r"`target` .*class index outside"):
+            module(input=torch.randn(4, 5), target=torch.tensor([0, 1, 7, 2]))
+        return
+    script = OUT_OF_RANGE.format(device=device)
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert done.returncode != 0
+    assert "`target` leads to a class index outside [0, C)" in done.stderr

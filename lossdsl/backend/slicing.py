@@ -24,6 +24,7 @@ reference model's log-probs).
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass, field
 from typing import Any
@@ -40,8 +41,11 @@ from lossdsl.passes.renumber import reachable
 from lossdsl.passes.slicing import Accumulator, Level, SlicePlan
 
 # `chunk="auto"`: rows per slice such that one [rows, width] float32 block of the widest
-# per-slice value (the logits of a slice) takes about this much memory.
-AUTO_SLICE_BYTES = 16 * 2**20
+# per-slice value (the logits of a slice) takes about this much memory. On the CPU, more
+# rows per slice buy no speed (docs/performance.md); a GPU needs a few hundred rows per
+# slice before the head's products stop waiting on reading the head (an H200 reads 4.8 TB/s
+# and multiplies bf16 at ~800 TFLOP/s: ~200 rows), so its slices are larger.
+AUTO_SLICE_BYTES = {"cpu": 16 * 2**20, "accelerator": 256 * 2**20}
 _INITIAL = {"sum": 0.0, "mean": 0.0, "max": -math.inf, "min": math.inf, "logsumexp": -math.inf}
 
 Key = Any  # a dim name, or ("...", i) for the i-th leading dim
@@ -348,7 +352,8 @@ class SlicedGraph:
             ),
             default=1,
         )
-        rows = max(1, AUTO_SLICE_BYTES // (4 * max(width, 1)))
+        budget = AUTO_SLICE_BYTES["cpu" if shapes.device.type == "cpu" else "accelerator"]
+        rows = max(1, budget // (4 * max(width, 1)))
         return rows - rows % 8 if rows >= 16 else rows
 
 
@@ -415,6 +420,7 @@ class _Shapes:
     def __init__(self, ir: SpecIR, inputs: tuple[torch.Tensor, ...]):
         self.named: dict[str, int] = {}
         self.leading: tuple[int, ...] = ()
+        self.device = inputs[0].device if inputs else torch.device("cpu")
         for spec, tensor in zip(ir.inputs, inputs, strict=True):
             explicit = [d for d in spec.dims if d != ELLIPSIS]
             shape = tuple(tensor.shape)
@@ -679,14 +685,48 @@ class _SliceRun:
         added into its buffer in place."""
         a, b = self.ir.node(node_id).args
         rows, head = self.head_operands(node_id, region)
-        grad_by_vocab = grad.reshape(grad.shape[0], -1)
+        # In the head's dtype, as an unsliced bf16 head's backward has it: then both products
+        # run at bf16 speed, the head's summing into float32 where the device can (CUDA).
+        grad_by_vocab = grad.reshape(grad.shape[0], -1).to(head.dtype)
         if a in buffers:
-            rows_grad = torch.mm(head.T, grad_by_vocab.to(head.dtype)).T.reshape(rows.shape)
+            rows_grad = torch.mm(head.T, grad_by_vocab).T.reshape(rows.shape)
             self.add_gradient(a, buffers[a], rows_grad, region)
         if b in buffers:
-            whole = buffers[b]
-            flat_rows = rows.reshape(-1, rows.shape[-1]).to(whole.dtype)
-            whole.addmm_(grad_by_vocab.to(whole.dtype), flat_rows)
+            add_product(buffers[b], grad_by_vocab, rows.reshape(-1, rows.shape[-1]))
+
+
+def add_product(whole: torch.Tensor, a: torch.Tensor, b: torch.Tensor) -> None:
+    """`whole += a · b` in `whole`'s dtype (the float32 buffer of a bf16 head's gradient).
+    CUDA multiplies half-precision operands at their own speed and adds the float32 sums
+    straight into the buffer; elsewhere the operands are converted first (the CPU's
+    products cannot write another dtype than they read)."""
+    if a.dtype != whole.dtype and _writes_float32_from_half(whole, a, b):
+        torch.addmm(whole, a, b, out_dtype=whole.dtype, out=whole)
+    else:
+        whole.addmm_(a.to(whole.dtype), b.to(whole.dtype))
+
+
+def _writes_float32_from_half(whole: torch.Tensor, a: torch.Tensor, b: torch.Tensor) -> bool:
+    return (
+        whole.is_cuda
+        and whole.dtype == torch.float32
+        and a.dtype in (torch.bfloat16, torch.float16)
+        and b.dtype == a.dtype
+        and _adds_half_products_in_float32(whole.device)
+    )
+
+
+@functools.cache
+def _adds_half_products_in_float32(device: torch.device) -> bool:
+    """Whether this device's `addmm` adds a product of bf16 operands into a float32 tensor
+    in place (CUDA, torch 2.8 and later): asked once per device, as 1 + 1·1."""
+    whole = torch.ones(1, 1, device=device)
+    one = torch.ones(1, 1, dtype=torch.bfloat16, device=device)
+    try:
+        torch.addmm(whole, one, one, out_dtype=torch.float32, out=whole)
+    except (TypeError, RuntimeError, NotImplementedError):
+        return False
+    return whole.item() == 2.0
 
 
 def _combine(how: str, whole: torch.Tensor, part: torch.Tensor) -> torch.Tensor:
