@@ -10,11 +10,12 @@ linear head, lossdsl sliced and unsliced against the fused-linear losses people 
 Per case, every variant runs forward + backward on the same inputs: a few warm-up calls (the
 first compiles), then `--rounds` interleaved rounds, each variant going first in turn; the
 table shows the median and the spread (min-max) of the rounds and ratios to the anchors
-measured in the same rounds. Peak memory is measured in a fresh subprocess per variant after
-warm-up: the growth of the process's peak RSS (CPU, VmHWM) or of the CUDA allocator's peak
-during one forward + backward, minus the bytes of the gradients of the caller's tensors
-(which the caller keeps): "extra MiB" is what the loss itself needs on top of its inputs and
-their gradients.
+measured in the same rounds. Peak memory is the growth during one forward + backward after
+warm-up, minus the bytes of the gradients of the caller's tensors (which the caller keeps):
+"extra MiB" is what the loss itself needs on top of its inputs and their gradients. On the
+CPU it is the growth of the peak RSS (VmHWM) in a fresh subprocess per variant (the
+resident set remembers whatever the process freed before); on CUDA, the growth of the
+allocator's peak, measured in the timing process.
 
 Anchors: torch's `F.linear_cross_entropy` (the reference path, and chunked with
 `LinearCrossEntropyOptions()`), Liger Kernel's `LigerFusedLinearCrossEntropyLoss` (a Triton
@@ -33,7 +34,7 @@ import subprocess
 import sys
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -207,13 +208,21 @@ def liger_dpo() -> Variant:
     return run
 
 
-def variants(case: str, sizes: Sizes) -> dict[str, Callable[[], Variant]]:
-    """Name -> a maker (called once per process: construction may compile or fail)."""
+def variants(
+    case: str, sizes: Sizes, chunks: Sequence[int] = ()
+) -> dict[str, Callable[[], Variant]]:
+    """Name -> a maker (called once per process: construction may compile or fail); `chunks`:
+    rows per slice to time beside `chunk="auto"`, eager (no compilation per size: the slice
+    size mostly changes the head's products, which run outside the compiled graphs)."""
     ours = {
         "lossdsl sliced compiled": lambda: lossdsl_variant(case, chunk="auto", compile=True),
         "lossdsl sliced eager": lambda: lossdsl_variant(case, chunk="auto"),
         "lossdsl unsliced compiled": lambda: lossdsl_variant(case, compile=True),
     }
+    for rows in chunks:
+        ours[f"lossdsl sliced eager, chunk={rows}"] = lambda rows=rows: lossdsl_variant(
+            case, chunk=rows
+        )
     if case == "dpo":
         # Slices of whole sequences: DPO's log-sigmoid of sequence sums in one pass, at the
         # cost of a sequence's logits (policy and reference, chosen and rejected) per slice.
@@ -264,7 +273,7 @@ def time_case(case: str, settings: argparse.Namespace) -> list[Row]:
     inputs = make_inputs(case, sizes, DTYPES[settings.dtype], settings.device)
     rows: dict[str, Row] = {}
     ready: dict[str, Variant] = {}
-    for name, make in variants(case, sizes).items():
+    for name, make in variants(case, sizes, settings.chunk).items():
         print(f"  warming up {case} / {name}", file=sys.stderr, flush=True)
         try:
             fn = make()
@@ -292,7 +301,10 @@ def time_case(case: str, settings: argparse.Namespace) -> list[Row]:
             row.median_s = statistics.median(row.samples_s)
     if settings.memory:
         for name in ready:
-            measure_in_subprocess(case, rows[name], settings)
+            if settings.device == "cuda":  # the allocator's own peak: exact in this process
+                record_memory(rows[name], peak_growth(ready[name], inputs, settings.device))
+            else:
+                measure_in_subprocess(case, rows[name], settings)
     return list(rows.values())
 
 
@@ -311,16 +323,22 @@ def rss_kib() -> int:
 
 
 def measure_memory(case: str, variant: str, settings: argparse.Namespace) -> dict:
-    """In a fresh process: the peak growth of one forward + backward after warm-up, less the
-    gradients of the caller's tensors."""
+    """In a fresh process (the CPU's resident set counts everything the process ever freed
+    to glibc): the peak growth of one forward + backward after warm-up."""
     inputs = make_inputs(case, SIZES[settings.size], DTYPES[settings.dtype], settings.device)
-    fn = variants(case, SIZES[settings.size])[variant]()
+    fn = variants(case, SIZES[settings.size], settings.chunk)[variant]()
     for _ in range(settings.warmup):
         forward_backward(fn, inputs)
+    return peak_growth(fn, inputs, settings.device)
+
+
+def peak_growth(fn: Variant, inputs: Inputs, device: str) -> dict:
+    """The peak growth of one forward + backward of a warmed-up variant, less the gradients
+    of the caller's tensors."""
     grads = sum(t.numel() * t.element_size() for t in grad_tensors(inputs))
     for t in grad_tensors(inputs):
         t.grad = None
-    if settings.device == "cuda":
+    if device == "cuda":
         torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats()
         before = torch.cuda.memory_allocated()
@@ -349,6 +367,7 @@ def measure_in_subprocess(case: str, row: Row, settings: argparse.Namespace) -> 
         settings.device,
         "--warmup",
         str(settings.warmup),
+        *(f"--chunk={rows}" for rows in settings.chunk),
     ]
     print(f"  memory {case} / {row.variant}", file=sys.stderr, flush=True)
     # glibc keeps freed blocks for reuse, so a peak made of blocks freed during warm-up would
@@ -358,7 +377,10 @@ def measure_in_subprocess(case: str, row: Row, settings: argparse.Namespace) -> 
     if done.returncode != 0:
         row.memory_method = f"failed: {done.stderr.strip().splitlines()[-1:]}"
         return
-    result = json.loads(done.stdout.strip().splitlines()[-1])
+    record_memory(row, json.loads(done.stdout.strip().splitlines()[-1]))
+
+
+def record_memory(row: Row, result: dict) -> None:
     row.extra_mib = result["extra_bytes"] / 2**20
     row.memory_method = result["method"]
 
@@ -442,6 +464,14 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--dtype", choices=sorted(DTYPES), default="f32")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument(
+        "--chunk",
+        type=int,
+        action="append",
+        default=[],
+        metavar="ROWS",
+        help='also time lossdsl sliced eager at this many rows per slice (beside "auto")',
+    )
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--no-memory", dest="memory", action="store_false")
     parser.add_argument("--json", type=Path, default=Path("benchmarks/results/vocab.json"))

@@ -116,5 +116,38 @@ def test_gpu_sh_stops_at_once_without_a_cuda_device(tmp_path: Path) -> None:
     assert list((tmp_path / "out").iterdir()) == []  # no test and no benchmark ran
 
 
+def test_gpu_sh_runs_the_named_steps_in_order_within_its_time(tmp_path: Path) -> None:
+    """With an interpreter that only echoes its arguments (and so passes the CUDA check):
+    each named step's command lands in its own file, an unknown step fails the run, and
+    with no time left a step is skipped, not run."""
+    echo = tmp_path / "python"
+    echo.write_text('#!/usr/bin/env bash\necho "python $*"\n')
+    echo.chmod(0o755)
+
+    def gpu_sh(seconds: str, *steps: str) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            ["bash", str(ROOT / "scripts" / "gpu.sh"), str(tmp_path / "out"), *steps],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            env={**os.environ, "LOSSDSL_PYTHON": str(echo), "GPU_SECONDS": seconds},
+            timeout=60,
+        )
+
+    done = gpu_sh("600", "device-tests", "vocab-llm")
+    assert done.returncode == 0, done.stdout + done.stderr
+    out = tmp_path / "out"
+    assert (
+        "-m pytest -q tests/test_device.py --device cuda" in (out / "device-tests.txt").read_text()
+    )
+    assert "benchmarks/vocab.py --llm --device cuda" in (out / "vocab-llm.txt").read_text()
+    assert done.stdout.index("== device-tests") < done.stdout.index("== vocab-llm")
+
+    assert gpu_sh("600", "no-such-step").returncode == 1
+    skipped = gpu_sh("0", "suite-bench")
+    assert skipped.returncode == 1
+    assert "skipped, no time left" in (out / "suite-bench.txt").read_text()
+
+
 if sys.platform == "win32":  # pragma: no cover - the scripts are bash
     pytestmark = pytest.mark.skip("bash scripts")
