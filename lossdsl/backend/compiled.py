@@ -53,9 +53,11 @@ class CompiledGraph:
             from torch._inductor import list_mode_options
 
             chosen = {**(list_mode_options(mode) if mode else {}), **options}
-            self._compiled = torch.compile(graph_module.forward, options=chosen)
+            self._compiled = torch.compile(graph_module.forward, options=chosen, dynamic=_DYNAMIC)
         else:
-            self._compiled = torch.compile(graph_module.forward, backend=backend, mode=mode)
+            self._compiled = torch.compile(
+                graph_module.forward, backend=backend, mode=mode, dynamic=_DYNAMIC
+            )
         self._input_dims = [list(dims) for dims in input_dims]
         code = type(graph_module).forward.__code__
         self._strides_vary = _stride_record(code, code.co_varnames[1 : code.co_argcount])
@@ -84,8 +86,10 @@ class CompiledGraph:
 
     def _marked(self, tensor: torch.Tensor, dims: list[Any]) -> torch.Tensor:
         alias = _Alias.apply(tensor) if tensor.requires_grad else tensor.detach()
+        if _DYNAMIC is False:
+            return alias
         for axis, key in enumerate(_dim_keys(dims, alias.dim())):
-            if key in self._backed or (key is not None and not _UNBACKED_AT_LEAST_ONE):
+            if key in self._backed:
                 torch._dynamo.maybe_mark_dynamic(alias, axis)
             elif key is not None:
                 hint = self._hints.setdefault(key, alias.shape[axis])
@@ -97,9 +101,12 @@ class CompiledGraph:
 
 # An unbacked size needs a lower bound of 1 (torch 2.13 and later): without one, torch's own
 # decompositions ask whether a size is 0 (logsumexp's `numel() == 0`), which Dynamo cannot
-# answer for an unbacked symbol. Older torch gets backed dynamic dims instead.
-_UNBACKED_AT_LEAST_ONE = (
-    "min" in inspect.signature(torch._dynamo.decorators.mark_unbacked).parameters
+# answer for an unbacked symbol. Older torch compiles static shapes, one compilation per
+# shape (up to Dynamo's cache limit, then the uncompiled graph): its dynamic dims were
+# measured on an H200 (torch 2.11) to give reductions over all elements as one unsplit
+# loop, 2000x slower than static and off by 4e-3 in float32 (docs/performance.md, "GPU").
+_DYNAMIC = (
+    None if "min" in inspect.signature(torch._dynamo.decorators.mark_unbacked).parameters else False
 )
 
 

@@ -51,6 +51,25 @@ def test_one_compilation_across_steps_params_and_dim_sizes(write_spec):
     assert backend.compilations == 1
 
 
+def test_torch_without_lower_bounds_for_unbacked_sizes_compiles_static_shapes(
+    write_spec, monkeypatch
+):
+    """torch before 2.13 (no `mark_unbacked(min=)`): static shapes, one compilation per shape
+    and none for a shape seen before, the values those of the uncompiled graph."""
+    from lossdsl.backend import compiled
+
+    monkeypatch.setattr(compiled, "_DYNAMIC", False)
+    backend = CountingBackend()
+    loss_fn = lossdsl.load(write_spec(SPEC), compile=True, backend=backend)
+    eager = lossdsl.load(write_spec(SPEC, "eager.loss"))
+    for step, (b, t) in enumerate([(2, 3), (3, 8), (2, 3), (3, 8), (5, 1)]):
+        x = batch(b, t)
+        out = loss_fn(**x, step=step)
+        out.loss.backward()
+        torch.testing.assert_close(out.loss, eager(**x, step=step).loss)
+    assert backend.compilations == 3
+
+
 def test_callers_tensors_keep_no_dynamic_marks(write_spec):
     loss_fn = lossdsl.load(write_spec(SPEC), compile=True, backend=CountingBackend())
     x = batch(3, 4)
