@@ -41,11 +41,13 @@ from lossdsl.passes.renumber import reachable
 from lossdsl.passes.slicing import Accumulator, Level, SlicePlan
 
 # `chunk="auto"`: rows per slice such that one [rows, width] float32 block of the widest
-# per-slice value (the logits of a slice) takes about this much memory. On the CPU, more
-# rows per slice buy no speed (docs/performance.md); a GPU needs a few hundred rows per
-# slice before the head's products stop waiting on reading the head (an H200 reads 4.8 TB/s
-# and multiplies bf16 at ~800 TFLOP/s: ~200 rows), so its slices are larger.
-AUTO_SLICE_BYTES = {"cpu": 16 * 2**20, "accelerator": 256 * 2**20}
+# per-slice value (the logits of a slice) takes about this much memory; on the CPU more rows
+# buy no speed (docs/performance.md). A GPU's products of the head with fewer rows than
+# this wait on reading the head: on an H200 (benchmarks/head_products.py, bf16, V=128256,
+# H=4096) 128-row slices made them 1.4-4.3x slower than one product over all rows, 512-row
+# slices 0.95-1.46x, 2048-row slices 0.94-1.13x.
+AUTO_SLICE_BYTES = 16 * 2**20
+ACCELERATOR_MIN_ROWS = 512
 _INITIAL = {"sum": 0.0, "mean": 0.0, "max": -math.inf, "min": math.inf, "logsumexp": -math.inf}
 
 Key = Any  # a dim name, or ("...", i) for the i-th leading dim
@@ -352,8 +354,9 @@ class SlicedGraph:
             ),
             default=1,
         )
-        budget = AUTO_SLICE_BYTES["cpu" if shapes.device.type == "cpu" else "accelerator"]
-        rows = max(1, budget // (4 * max(width, 1)))
+        rows = max(1, AUTO_SLICE_BYTES // (4 * max(width, 1)))
+        if shapes.device.type != "cpu":
+            rows = max(rows, ACCELERATOR_MIN_ROWS)
         return rows - rows % 8 if rows >= 16 else rows
 
 

@@ -418,21 +418,27 @@ def test_chunk_auto_picks_slices_that_bound_the_widest_block() -> None:
     inputs = head_inputs(torch.float32, rows=40)
     shapes = _Shapes(graph.ir, tuple(inputs[s.name] for s in graph.ir.inputs))
     rows = graph.rows_per_slice(shapes)
-    assert rows * V * 4 <= AUTO_SLICE_BYTES["cpu"] and rows >= 1
+    assert rows * V * 4 <= AUTO_SLICE_BYTES and rows >= 1
     assert_same_run(lossdsl.load_text(HEAD), sliced, inputs, 1e-5)
 
 
-def test_chunk_auto_gives_an_accelerator_the_larger_slices_its_products_need() -> None:
-    from lossdsl.backend.slicing import AUTO_SLICE_BYTES, _Shapes
+def test_chunk_auto_gives_an_accelerator_the_rows_its_products_need() -> None:
+    """On the CPU, rows within the memory budget; elsewhere (a meta device stands for a GPU)
+    at least ACCELERATOR_MIN_ROWS, and the budget's rows where those are more."""
+    from lossdsl.backend.slicing import ACCELERATOR_MIN_ROWS, AUTO_SLICE_BYTES, _Shapes
 
     graph = lossdsl.load_text(HEAD, chunk="auto")._graph
-    inputs = head_inputs(torch.float32, rows=40)
-    ordered = [inputs[s.name] for s in graph.ir.inputs]
-    on_cpu = graph.rows_per_slice(_Shapes(graph.ir, tuple(ordered)))
-    elsewhere = graph.rows_per_slice(_Shapes(graph.ir, tuple(t.to("meta") for t in ordered)))
-    ratio = AUTO_SLICE_BYTES["accelerator"] // AUTO_SLICE_BYTES["cpu"]
-    assert abs(elsewhere - on_cpu * ratio) < 8 * ratio  # each rounded down to a multiple of 8
-    assert elsewhere * V * 4 <= AUTO_SLICE_BYTES["accelerator"]
+
+    def rows(device: str, vocabulary: int) -> int:
+        inputs = head_inputs(torch.float32, rows=40)
+        inputs["head"], inputs["bias"] = torch.zeros(vocabulary, H), torch.zeros(vocabulary)
+        ordered = tuple(inputs[s.name].to(device) for s in graph.ir.inputs)
+        return graph.rows_per_slice(_Shapes(graph.ir, ordered))
+
+    wide = 2 * AUTO_SLICE_BYTES // 4 // ACCELERATOR_MIN_ROWS  # the budget: half the rows
+    assert rows("cpu", wide) == ACCELERATOR_MIN_ROWS // 2
+    assert rows("meta", wide) == ACCELERATOR_MIN_ROWS
+    assert rows("meta", V) == rows("cpu", V) > ACCELERATOR_MIN_ROWS
 
 
 def test_chunk_n_on_a_spec_that_cannot_be_sliced_is_e205_at_load() -> None:
