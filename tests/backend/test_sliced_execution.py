@@ -360,6 +360,22 @@ class Products(TorchDispatchMode):
         return out
 
 
+def test_a_half_precision_head_gradient_is_added_into_float32_block_by_block() -> None:
+    """add_product on the CPU with bf16 operands: a [V, rows] x [rows, H] product over more
+    vocabulary rows than one block, added twice into a float32 buffer, is twice the float64
+    product to bf16's precision (each block's product rounded once)."""
+    from lossdsl.backend.slicing import _PRODUCT_BLOCK_ROWS, add_product
+
+    g = torch.Generator().manual_seed(0)
+    a = torch.randn(2 * _PRODUCT_BLOCK_ROWS + 37, 16, generator=g).bfloat16()
+    b = torch.randn(16, 24, generator=g).bfloat16()
+    whole = torch.ones(a.shape[0], 24)
+    add_product(whole, a, b)
+    add_product(whole, a, b)
+    expected = 1 + 2 * (a.double() @ b.double())
+    torch.testing.assert_close(whole.double(), expected, rtol=1e-2, atol=4e-2)
+
+
 @pytest.mark.parametrize("compile", [False, True])
 def test_a_head_slice_is_one_vocabulary_major_product(compile: bool) -> None:
     """`head · rowsᵀ` writes a slice's logits as `[V, rows]`, which a CPU's BLAS computes
