@@ -23,6 +23,7 @@ import torch
 
 import lossdsl
 from tests.reference import rl_reference as ref
+from tests.support import needs_one_compilation_across_sizes
 
 B, T, V = 6, 7, 11
 TC, TR, N = 5, 8, 9
@@ -707,6 +708,7 @@ class _CountingBackend:
         ("dpo", [{"beta": 0.2}, {"beta": 0.5, "label_smoothing": 0.1}, {"beta": 0.05}]),
     ],
 )
+@needs_one_compilation_across_sizes
 def test_compiled_no_recompilation_across_steps_and_params(spec, param_values):
     """compile=True (LANGUAGE.md run-time contract): step and params travel as 0-d
     tensors, so changing them never recompiles; values equal the eager module's."""

@@ -22,6 +22,7 @@ is a view (`logits[:, :-1]`) after a fresh tensor. What is done here, per call:
 
 from __future__ import annotations
 
+import functools
 import inspect
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -53,10 +54,17 @@ class CompiledGraph:
             from torch._inductor import list_mode_options
 
             chosen = {**(list_mode_options(mode) if mode else {}), **options}
-            self._compiled = torch.compile(graph_module.forward, options=chosen, dynamic=_DYNAMIC)
+            self._compiled = torch.compile(
+                graph_module.forward,
+                options=chosen,
+                dynamic=None if compiles_once_across_sizes() else False,
+            )
         else:
             self._compiled = torch.compile(
-                graph_module.forward, backend=backend, mode=mode, dynamic=_DYNAMIC
+                graph_module.forward,
+                backend=backend,
+                mode=mode,
+                dynamic=None if compiles_once_across_sizes() else False,
             )
         self._input_dims = [list(dims) for dims in input_dims]
         code = type(graph_module).forward.__code__
@@ -86,7 +94,7 @@ class CompiledGraph:
 
     def _marked(self, tensor: torch.Tensor, dims: list[Any]) -> torch.Tensor:
         alias = _Alias.apply(tensor) if tensor.requires_grad else tensor.detach()
-        if _DYNAMIC is False:
+        if not compiles_once_across_sizes():
             return alias
         for axis, key in enumerate(_dim_keys(dims, alias.dim())):
             if key in self._backed:
@@ -99,15 +107,18 @@ class CompiledGraph:
         return alias
 
 
-# An unbacked size needs a lower bound of 1 (torch 2.13 and later): without one, torch's own
-# decompositions ask whether a size is 0 (logsumexp's `numel() == 0`), which Dynamo cannot
-# answer for an unbacked symbol. Older torch compiles static shapes, one compilation per
-# shape (up to Dynamo's cache limit, then the uncompiled graph): its dynamic dims were
-# measured on an H200 (torch 2.11) to give reductions over all elements as one unsplit
-# loop, 2000x slower than static and off by 4e-3 in float32 (docs/performance.md, "GPU").
-_DYNAMIC = (
-    None if "min" in inspect.signature(torch._dynamo.decorators.mark_unbacked).parameters else False
-)
+@functools.cache
+def compiles_once_across_sizes() -> bool:
+    """Whether compile=True compiles once whatever the sizes of the named dims: torch 2.13
+    and later, whose unbacked sizes take a lower bound of 1. Without one, torch's own
+    decompositions ask whether a size is 0 (logsumexp's `numel() == 0`), which Dynamo cannot
+    answer for an unbacked symbol. Older torch compiles static shapes, one compilation per
+    shape (up to Dynamo's cache limit, then the uncompiled graph): its dynamic dims were
+    measured on an H200 (torch 2.11) to give reductions over all elements as one unsplit
+    loop, over 1000x slower than static and off by 4e-3 in float32 (docs/performance.md, "GPU").
+    Asked when a graph is compiled: importing Dynamo costs seconds an eager loss never
+    needs."""
+    return "min" in inspect.signature(torch._dynamo.decorators.mark_unbacked).parameters
 
 
 def contracted(ir: Any) -> frozenset[str]:

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 import lossdsl
-from tests.support import CountingBackend, spec_inputs
+from tests.support import CountingBackend, needs_one_compilation_across_sizes, spec_inputs
 
 SPEC = """
 loss masked_policy
@@ -34,6 +34,7 @@ def batch(b: int, t: int, v: int = 11) -> dict:
     }
 
 
+@needs_one_compilation_across_sizes
 def test_one_compilation_across_steps_params_and_dim_sizes(write_spec):
     backend = CountingBackend()
     loss_fn = lossdsl.load(write_spec(SPEC), compile=True, backend=backend)
@@ -58,7 +59,7 @@ def test_torch_without_lower_bounds_for_unbacked_sizes_compiles_static_shapes(
     and none for a shape seen before, the values those of the uncompiled graph."""
     from lossdsl.backend import compiled
 
-    monkeypatch.setattr(compiled, "_DYNAMIC", False)
+    monkeypatch.setattr(compiled, "compiles_once_across_sizes", lambda: False)
     backend = CountingBackend()
     loss_fn = lossdsl.load(write_spec(SPEC), compile=True, backend=backend)
     eager = lossdsl.load(write_spec(SPEC, "eager.loss"))
@@ -79,6 +80,7 @@ def test_callers_tensors_keep_no_dynamic_marks(write_spec):
         assert not getattr(tensor, "_dynamo_weak_dynamic_indices", set())
 
 
+@needs_one_compilation_across_sizes
 def test_one_compilation_per_rank_of_leading_dims(write_spec):
     backend = CountingBackend()
     loss_fn = lossdsl.load(
@@ -151,6 +153,7 @@ def changing_params(loss_fn) -> list[str]:
 
 
 @pytest.mark.parametrize("spec", sorted(SIZES))
+@needs_one_compilation_across_sizes
 def test_standard_specs_compile_once_across_sizes_views_steps_and_params(spec):
     backend = CountingBackend()
     compiled = lossdsl.load(spec, compile=True, backend=backend)

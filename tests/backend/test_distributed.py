@@ -22,6 +22,7 @@ import pytest
 import torch
 
 from tests.backend import ddp_cases
+from tests.support import needs_one_compilation_across_sizes
 
 ROOT = Path(__file__).resolve().parents[2]
 RUNS = ("1", "3", "1c", "3c")
@@ -93,6 +94,7 @@ def test_compiled_ranks_and_micro_batches_add_up_to_the_whole_batch(ranks, micro
         expect_whole_batch(results[f"{micro_batches}c", case.name], case, world, micro_batches)
 
 
+@needs_one_compilation_across_sizes
 def test_the_compiled_graphs_have_no_graph_break(ranks):
     """The functional all-reduce is traced into the graph: Dynamo breaks nowhere, and the
     backend receives two graphs in all, the one of each run (per call, stepped), whatever

@@ -7,6 +7,7 @@ import torch
 from torch._dynamo.utils import counters
 
 import lossdsl
+from tests.support import needs_one_compilation_across_sizes
 
 pytestmark = pytest.mark.inductor
 
@@ -24,6 +25,7 @@ def ppo_batch(b: int, t: int, v: int = 16) -> dict:
     }
 
 
+@needs_one_compilation_across_sizes
 def test_ppo_compiles_once_across_twenty_calls_with_new_t_steps_and_params():
     torch._dynamo.reset()
     counters.clear()
@@ -41,6 +43,7 @@ def test_ppo_compiles_once_across_twenty_calls_with_new_t_steps_and_params():
     assert counters["stats"]["unique_graphs"] == 1
 
 
+@needs_one_compilation_across_sizes
 def test_ppo_compiles_once_across_long_reductions_views_and_size_one_dims():
     """Inductor's CPU code sums more than 4096 floats with a cascade helper and used to
     guard on it (`4097 <= logits.size()[2]`, and on B·T for the token mean); a view used to
@@ -98,6 +101,7 @@ def test_bf16_logits_are_upcast_inside_the_kernels_not_copied():
 
 
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32], ids=["f64", "f32"])
+@needs_one_compilation_across_sizes
 def test_inductor_keeps_the_adaptive_kl_controllers_updates_in_float64_and_float32(dtype):
     """In-place updates of a 0-d float64 tensor inside a compiled region are lost with
     Inductor (torch 2.13); the module's states must follow the eager ones in both dtypes."""

@@ -9,6 +9,7 @@ import torch
 
 import lossdsl
 from lossdsl.passes import check_text
+from tests.support import needs_one_compilation_across_sizes
 
 F64 = torch.float64
 
@@ -106,6 +107,7 @@ def over_batch_sizes(text: str):
     return runs, fn
 
 
+@needs_one_compilation_across_sizes
 def test_a_renamed_spec_compiles_once_for_new_batch_sizes():
     runs, _ = over_batch_sizes(textwrap.dedent(GRAM).lstrip())
     for _, got, want in runs:
@@ -142,6 +144,7 @@ def test_rename_keeps_a_mask_a_mask():
     assert out.metrics["copied"].item() == 2
 
 
+@needs_one_compilation_across_sizes
 def test_compiled_one_hot_of_class_indices_compiles_once_beside_an_integer_metric():
     """Compiled, `one_hot` compares with the positions: torch's one_hot reads its indices
     (a data-dependent size), which recompiled per batch size and, beside an int-valued

@@ -16,6 +16,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 
 import lossdsl
 from lossdsl.diagnostics import LossSpecError
+from tests.support import needs_one_compilation_across_sizes
 
 B, T, V, N, H = 3, 5, 11, 13, 6
 SIZES = {"B": B, "T": T, "V": V, "C": V, "N": N, "H": H, "Tc": T, "Tr": T + 1}
@@ -479,6 +480,7 @@ def test_a_chunk_that_is_not_a_row_count_is_an_input_error(chunk) -> None:
         lossdsl.load("cross_entropy", chunk=chunk)
 
 
+@needs_one_compilation_across_sizes
 def test_compiled_slices_compile_each_graph_once_across_slices_and_shapes() -> None:
     from torch._dynamo.utils import counters
 
@@ -506,6 +508,7 @@ def test_compiled_slices_are_lowered_as_the_compiled_module_is() -> None:
     assert "log_softmax" in parts.one_slice.graph.code
 
 
+@needs_one_compilation_across_sizes
 def test_two_compiled_passes_compile_nothing_new_for_other_slices_and_shapes() -> None:
     from torch._dynamo.utils import counters
 
@@ -536,6 +539,7 @@ def test_sliced_ppo_runs_under_inductor() -> None:
 
 
 @pytest.mark.inductor
+@needs_one_compilation_across_sizes
 def test_sliced_heads_under_inductor_compile_once_with_uneven_and_one_row_slices() -> None:
     """Inductor, not only AOT: GRPO and DPO from hidden states and heads, one pass and two,
     slices `[1, rows, H]` of sequences down to a single row, and new batch sizes."""
@@ -566,6 +570,7 @@ def test_sliced_heads_under_inductor_compile_once_with_uneven_and_one_row_slices
     assert counters["stats"]["unique_graphs"] == 3  # feeds, one slice, finish
 
 
+@needs_one_compilation_across_sizes
 def test_an_unsliced_compiled_linear_head_compiles_once_across_row_counts() -> None:
     """The backward of a contraction over an unbacked dim cannot be compiled; H stays backed."""
     from torch._dynamo.utils import counters
