@@ -10,8 +10,9 @@
 #                    cross entropy spend their time, static shapes beside dynamic ones
 #   suite-bench      benchmarks/run.py at its GPU sizes
 #   vocab-cpu-sizes  benchmarks/vocab.py at this project's CPU sizes
-#   suite            the whole test suite on that machine's CPU (its compile-once tests
-#                    need torch 2.13)
+#   backend-tests    the tests of the torch side (backend, runtime, RL and preference
+#                    specs) under that machine's torch, on its CPU (the rest of the suite
+#                    needs the optional extras, which such a machine may not have)
 # Each step's output goes to OUT_DIR/STEP.txt.
 # GPU_SECONDS, when set, is the time the whole run may take: a step that would start with
 # none left is skipped (and says so), one that runs out is stopped.
@@ -21,7 +22,7 @@ set -u -o pipefail
 out="${1:-benchmarks/results/gpu}"
 shift || true
 steps=("$@")
-[ ${#steps[@]} -gt 0 ] || steps=(device-tests vocab-llm head-products profile suite-bench vocab-cpu-sizes suite)
+[ ${#steps[@]} -gt 0 ] || steps=(device-tests vocab-llm head-products profile suite-bench vocab-cpu-sizes backend-tests)
 mkdir -p "$out"
 if [ -n "${LOSSDSL_PYTHON:-}" ]; then python() { "$LOSSDSL_PYTHON" "$@"; }; else
     source "$(dirname "$0")/env.sh"
@@ -47,7 +48,8 @@ step() {
         --json "$out/run.json" ;;
     vocab-cpu-sizes) python benchmarks/vocab.py --device cuda --rounds 5 \
         --json "$out/vocab-cpu-sizes.json" ;;
-    suite) python -m pytest -q -x ;;
+    backend-tests) python -m pytest -q -rs tests/backend tests/runtime tests/test_rl_specs.py \
+        tests/test_preference_variants.py $(workers) ;;
     *) echo "no step $1" && return 2 ;;
     esac
 }
