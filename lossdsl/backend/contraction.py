@@ -68,9 +68,13 @@ def _matmul(low: _Lowering, node: Node, args: list[Value]) -> Value:
     a_dims, b_dims = low.dims_of(node, 0), low.dims_of(node, 1)
     k = node.attrs["dim"]
     a, b = _operand(low, a_id), _operand(low, b_id)
-    if isinstance(a, fx.Proxy) and isinstance(b, fx.Proxy):
-        same = _same_dtype(low, a_id, b_id)
-        if not same:
+    if isinstance(a, fx.Proxy) and isinstance(b, fx.Proxy) and a.node is not b.node:
+        if _same_dtype(low, a_id, b_id):
+            # Declared alike, passed alike or not (bf16 hidden states, a float32 head): the
+            # wider of the two, which is a no-op when they match.
+            wider = low.name(torch.promote_types(a.dtype, b.dtype), "operands_dtype")
+            a, b = a.to(wider), b.to(wider)
+        else:
             a, b = a.to(low.dtype), b.to(low.dtype)
     if (
         len(b_dims) == 2

@@ -690,12 +690,14 @@ class _SliceRun:
         added into its buffer in place."""
         a, b = self.ir.node(node_id).args
         rows, head = self.head_operands(node_id, region)
-        # In the head's dtype (the slice graph's input was, unless the operands' dtypes
-        # differ), as an unsliced bf16 head's backward has it: then both products run at
-        # bf16 speed, the head's summing into float32 where the device can (CUDA).
-        grad_by_vocab = grad.reshape(grad.shape[0], -1).to(head.dtype)
+        grad_by_vocab = grad.reshape(grad.shape[0], -1)
+        if rows.dtype == head.dtype:
+            # The slice's logits were made in the operands' dtype, and their gradient comes
+            # in it, as an unsliced bf16 head's backward has it: both products then run at
+            # bf16 speed, the head's summing into float32 (add_product).
+            grad_by_vocab = grad_by_vocab.to(head.dtype)
         if a in buffers:
-            rows_grad = torch.mm(head.T, grad_by_vocab).T.reshape(rows.shape)
+            rows_grad = torch.mm(head.T, grad_by_vocab.to(head.dtype)).T.reshape(rows.shape)
             self.add_gradient(a, buffers[a], rows_grad, region)
         if b in buffers:
             add_product(buffers[b], grad_by_vocab, rows.reshape(-1, rows.shape[-1]))
@@ -706,10 +708,10 @@ def add_product(whole: torch.Tensor, a: torch.Tensor, b: torch.Tensor) -> None:
     Half-precision operands are multiplied at their own speed: on CUDA the float32 sums go
     straight into the buffer; elsewhere (the CPU's products cannot write another dtype than
     they read) each block of `a`'s rows is multiplied in half precision, its product rounded
-    once as torch's own half-precision product is, and added into the buffer."""
+    to half precision once, and added into the buffer."""
     if a.dtype == whole.dtype or a.dtype != b.dtype or a.dtype not in _HALF:
         whole.addmm_(a.to(whole.dtype), b.to(whole.dtype))
-    elif _writes_float32_from_half(whole, a, b):
+    elif _writes_float32_from_half(whole):
         torch.addmm(whole, a, b, out_dtype=whole.dtype, out=whole)
     else:
         # Blocks of rows keep the half-precision product small (2048 x H) and in cache:
@@ -724,7 +726,7 @@ _HALF = (torch.bfloat16, torch.float16)
 _PRODUCT_BLOCK_ROWS = 2048
 
 
-def _writes_float32_from_half(whole: torch.Tensor, a: torch.Tensor, b: torch.Tensor) -> bool:
+def _writes_float32_from_half(whole: torch.Tensor) -> bool:
     return (
         whole.is_cuda
         and whole.dtype == torch.float32

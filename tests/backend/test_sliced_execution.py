@@ -265,6 +265,14 @@ def test_bf16_hidden_states_and_head_accumulate_their_gradients_in_float32() -> 
         torch.testing.assert_close(grad.double(), exact[name].grad, rtol=2e-2, atol=2e-2)
 
 
+def test_bf16_hidden_states_with_a_float32_head_match_the_unsliced_module() -> None:
+    """Operands of two dtypes: the slice's product and both gradients' products in float32,
+    as the unsliced module computes them."""
+    inputs = head_inputs(torch.float32, rows=40)
+    inputs["hidden"] = inputs["hidden"].detach().bfloat16().requires_grad_()
+    assert_same_run(lossdsl.load_text(HEAD), lossdsl.load_text(HEAD, chunk=6), inputs, 1e-5)
+
+
 PAIRS = """
 loss pairs
 input chosen   : float[B, T, V] grad
