@@ -44,6 +44,7 @@ class Settings:
     device: str
     rounds: int
     memory: bool
+    backend: str = "inductor"  # torch.compile's, for every compiled variant
 
     @property
     def size_key(self) -> str:
@@ -72,10 +73,11 @@ def unavailable(error: BaseException) -> str:
     return f"unavailable ({text[:110]})"
 
 
-def load_lossdsl(case: Case, compiled: bool) -> LossFn:
+def load_lossdsl(case: Case, compiled: bool, backend: str = "inductor") -> LossFn:
     import lossdsl  # lazily: the compiler may not be there yet
 
-    module = lossdsl.load(case.spec, params=case.spec_params or None, compile=compiled)
+    options = {"compile": True, "backend": backend} if compiled else {}
+    module = lossdsl.load(case.spec, params=case.spec_params or None, **options)
 
     def run(**inputs: Tensor) -> Tensor:
         return module(**case.spec_inputs(inputs)).loss
@@ -83,19 +85,19 @@ def load_lossdsl(case: Case, compiled: bool) -> LossFn:
     return run
 
 
-def build_variants(case: Case) -> dict[str, LossFn | str]:
+def build_variants(case: Case, backend: str = "inductor") -> dict[str, LossFn | str]:
     """Variant name -> loss function, or the reason it is unavailable."""
     variants: dict[str, LossFn | str] = {
         HAND_EAGER: case.hand,
-        HAND_COMPILED: torch.compile(case.hand),
+        HAND_COMPILED: torch.compile(case.hand, backend=backend),
     }
     for name, fn in case.extra_variants.items():
         variants[f"{name} eager"] = fn
         if name in case.compiled_extras:
-            variants[f"{name} compiled"] = torch.compile(fn)
+            variants[f"{name} compiled"] = torch.compile(fn, backend=backend)
     for name, compiled in ((LOSSDSL_EAGER, False), (LOSSDSL_COMPILED, True)):
         try:
-            variants[name] = load_lossdsl(case, compiled)
+            variants[name] = load_lossdsl(case, compiled, backend)
         except Exception as error:  # any failure makes the row unavailable
             variants[name] = unavailable(error)
     return variants
@@ -144,7 +146,7 @@ def time_case(case: Case, settings: Settings) -> dict:
     ready: dict[str, LossFn] = {}
     hand_loss = forward_backward(case.hand, inputs).item()
 
-    for name, fn in build_variants(case).items():
+    for name, fn in build_variants(case, settings.backend).items():
         if isinstance(fn, str):
             rows[name] = Row(name, status=fn)
             continue
@@ -225,7 +227,7 @@ def measure_memory(case_name: str, variant: str, settings: Settings) -> dict:
     resident set counts everything the process ever freed to glibc)."""
     case = CASES[case_name]
     inputs = case.make_inputs(case.sizes[settings.size_key], settings.device)
-    fn = build_variants(case)[variant]
+    fn = build_variants(case, settings.backend)[variant]
     if isinstance(fn, str):
         return {"error": fn}
     for _ in range(WARMUP_CALLS):
@@ -257,7 +259,8 @@ def peak_growth(fn: LossFn, inputs: Inputs, device: str) -> dict:
 
 def measure_memory_in_subprocess(case: Case, row: Row, settings: Settings) -> None:
     command = [sys.executable, __file__, "--measure-memory", case.name, row.variant]
-    command += ["--device", settings.device] + (["--quick"] if settings.quick else [])
+    command += ["--device", settings.device, "--backend", settings.backend]
+    command += ["--quick"] if settings.quick else []
     print(f"  memory {case.name} / {row.variant}", file=sys.stderr, flush=True)
     # A fixed mmap threshold makes glibc return every freed block of 64 KiB or more to the OS, so
     # warm-up allocations are not recycled unseen and the resident set tracks live tensors.
@@ -472,6 +475,7 @@ def parse_args() -> argparse.Namespace:
     )
     parser.add_argument("--no-front-end", action="store_true", help="skip the front-end timings")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--backend", default="inductor", help="torch.compile's backend")
     parser.add_argument(
         "--measure-memory", nargs=2, metavar=("CASE", "VARIANT"), help=argparse.SUPPRESS
     )
@@ -482,7 +486,11 @@ def main() -> None:
     args = parse_args()
     rounds = args.rounds or (3 if args.quick else 15)
     settings = Settings(
-        quick=args.quick, device=args.device, rounds=rounds, memory=not args.no_memory
+        quick=args.quick,
+        device=args.device,
+        rounds=rounds,
+        memory=not args.no_memory,
+        backend=args.backend,
     )
     if args.measure_memory:
         print(json.dumps(measure_memory(*args.measure_memory, settings)))

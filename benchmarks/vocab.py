@@ -209,15 +209,17 @@ def liger_dpo() -> Variant:
 
 
 def variants(
-    case: str, sizes: Sizes, chunks: Sequence[int] = ()
+    case: str, sizes: Sizes, chunks: Sequence[int] = (), backend: str = "inductor"
 ) -> dict[str, Callable[[], Variant]]:
     """Name -> a maker (called once per process: construction may compile or fail); `chunks`:
     rows per slice to time beside `chunk="auto"`, eager (no compilation per size: the slice
     size mostly changes the head's products, which run outside the compiled graphs)."""
     ours = {
-        "lossdsl sliced compiled": lambda: lossdsl_variant(case, chunk="auto", compile=True),
+        "lossdsl sliced compiled": lambda: lossdsl_variant(
+            case, chunk="auto", compile=True, backend=backend
+        ),
         "lossdsl sliced eager": lambda: lossdsl_variant(case, chunk="auto"),
-        "lossdsl unsliced compiled": lambda: lossdsl_variant(case, compile=True),
+        "lossdsl unsliced compiled": lambda: lossdsl_variant(case, compile=True, backend=backend),
     }
     for rows in chunks:
         ours[f"lossdsl sliced eager, chunk={rows}"] = lambda rows=rows: lossdsl_variant(
@@ -227,7 +229,7 @@ def variants(
         # Slices of whole sequences: DPO's log-sigmoid of sequence sums in one pass, at the
         # cost of a sequence's logits (policy and reference, chosen and rejected) per slice.
         ours["lossdsl sliced compiled, whole sequences"] = lambda: lossdsl_variant(
-            case, chunk=sizes.seq, compile=True
+            case, chunk=sizes.seq, compile=True, backend=backend
         )
     anchors: dict[str, Callable[[], Variant]] = {
         "cross_entropy": {
@@ -273,7 +275,7 @@ def time_case(case: str, settings: argparse.Namespace) -> list[Row]:
     inputs = make_inputs(case, sizes, DTYPES[settings.dtype], settings.device)
     rows: dict[str, Row] = {}
     ready: dict[str, Variant] = {}
-    for name, make in variants(case, sizes, settings.chunk).items():
+    for name, make in variants(case, sizes, settings.chunk, settings.backend).items():
         print(f"  warming up {case} / {name}", file=sys.stderr, flush=True)
         try:
             fn = make()
@@ -326,7 +328,7 @@ def measure_memory(case: str, variant: str, settings: argparse.Namespace) -> dic
     """In a fresh process (the CPU's resident set counts everything the process ever freed
     to glibc): the peak growth of one forward + backward after warm-up."""
     inputs = make_inputs(case, SIZES[settings.size], DTYPES[settings.dtype], settings.device)
-    fn = variants(case, SIZES[settings.size], settings.chunk)[variant]()
+    fn = variants(case, SIZES[settings.size], settings.chunk, settings.backend)[variant]()
     for _ in range(settings.warmup):
         forward_backward(fn, inputs)
     return peak_growth(fn, inputs, settings.device)
@@ -368,6 +370,7 @@ def measure_in_subprocess(case: str, row: Row, settings: argparse.Namespace) -> 
         "--warmup",
         str(settings.warmup),
         *(f"--chunk={rows}" for rows in settings.chunk),
+        f"--backend={settings.backend}",
     ]
     print(f"  memory {case} / {row.variant}", file=sys.stderr, flush=True)
     # glibc keeps freed blocks for reuse, so a peak made of blocks freed during warm-up would
@@ -464,6 +467,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--dtype", choices=sorted(DTYPES), default="f32")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument(
+        "--backend", default="inductor", help="torch.compile's backend for lossdsl compiled"
+    )
     parser.add_argument(
         "--chunk",
         type=int,
