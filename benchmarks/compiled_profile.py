@@ -26,25 +26,13 @@ from torch.profiler import ProfilerActivity, profile
 REPO = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(REPO / "benchmarks"), str(REPO)]
 import vocab  # noqa: E402
-from cases import CASES, Case, Inputs, grad_inputs  # noqa: E402
+from cases import CASES, Case, Inputs  # noqa: E402
+from vocab import forward_backward, synchronize  # noqa: E402  (a float loss; a CUDA sync)
 
 import lossdsl  # noqa: E402
 from lossdsl.backend import compiled  # noqa: E402
 
 Step = Callable[[Inputs], torch.Tensor]
-
-
-def forward_backward(fn: Step, inputs: Inputs) -> torch.Tensor:
-    for t in grad_inputs(inputs):
-        t.grad = None
-    loss = fn(inputs)
-    loss.backward()
-    return loss.detach()
-
-
-def synchronize(device: str) -> None:
-    if device == "cuda":
-        torch.cuda.synchronize()
 
 
 def ms_per_call(fn: Step, inputs: Inputs, device: str, calls: int = 10) -> float:
@@ -139,7 +127,7 @@ def main() -> None:
         reference = float64_loss(name, inputs) if settings.kind == "suite" else None
         for label, fn in steps.items():
             before = graphs_compiled()
-            loss = float(forward_backward(fn, inputs))
+            loss = forward_backward(fn, inputs)
             forward_backward(fn, inputs)
             ms = ms_per_call(fn, inputs, settings.device)
             off = f"  loss - float64 {loss - reference:+.2e}" if reference is not None else ""

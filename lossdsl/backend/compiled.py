@@ -49,23 +49,14 @@ class CompiledGraph:
         # Dims a matmul contracts stay backed symbols: the backward of a contraction over an
         # unbacked dim guards on data-dependent sizes, which Dynamo cannot do.
         self._backed = backed
+        how: dict[str, Any] = {"backend": backend, "mode": mode}
         if options and backend == "inductor":
             # torch.compile takes a mode or options, not both: the mode's options, then these.
             from torch._inductor import list_mode_options
 
-            chosen = {**(list_mode_options(mode) if mode else {}), **options}
-            self._compiled = torch.compile(
-                graph_module.forward,
-                options=chosen,
-                dynamic=None if compiles_once_across_sizes() else False,
-            )
-        else:
-            self._compiled = torch.compile(
-                graph_module.forward,
-                backend=backend,
-                mode=mode,
-                dynamic=None if compiles_once_across_sizes() else False,
-            )
+            how = {"options": {**(list_mode_options(mode) if mode else {}), **options}}
+        dynamic = None if compiles_once_across_sizes() else False
+        self._compiled = torch.compile(graph_module.forward, dynamic=dynamic, **how)
         self._input_dims = [list(dims) for dims in input_dims]
         code = type(graph_module).forward.__code__
         self._strides_vary = _stride_record(code, code.co_varnames[1 : code.co_argcount])

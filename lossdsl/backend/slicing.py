@@ -690,12 +690,9 @@ class _SliceRun:
         added into its buffer in place."""
         a, b = self.ir.node(node_id).args
         rows, head = self.head_operands(node_id, region)
+        # In the dtype the slice's logits were made in (`head_output`): with a bf16 head and
+        # bf16 rows both products run at bf16 speed, the head's summing into float32.
         grad_by_vocab = grad.reshape(grad.shape[0], -1)
-        if rows.dtype == head.dtype:
-            # The slice's logits were made in the operands' dtype, and their gradient comes
-            # in it, as an unsliced bf16 head's backward has it: both products then run at
-            # bf16 speed, the head's summing into float32 (add_product).
-            grad_by_vocab = grad_by_vocab.to(head.dtype)
         if a in buffers:
             rows_grad = torch.mm(head.T, grad_by_vocab.to(head.dtype)).T.reshape(rows.shape)
             self.add_gradient(a, buffers[a], rows_grad, region)
