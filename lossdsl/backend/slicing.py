@@ -132,7 +132,7 @@ class _SliceLowering(_Lowering):
 class _SliceGraph:
     """A slice graph, the feeds it takes after `step` and the accumulators it gives."""
 
-    graph: fx.GraphModule | Any
+    graph: Any  # a GraphModule's forward, or its CompiledGraph
     feeds: tuple[int, ...]
     accumulators: tuple[int, ...]  # positions in the level's accumulators
     widths: tuple[int, ...]  # partial results per accumulator
@@ -141,10 +141,10 @@ class _SliceGraph:
 @dataclass
 class _Parts:
     level: Level
-    feeds: fx.GraphModule | Any
+    feeds: Any  # a GraphModule's forward, or its CompiledGraph
     one_slice: _SliceGraph  # every accumulator
-    finish: fx.GraphModule | Any
-    finish_eager: fx.GraphModule
+    finish: Any
+    finish_eager: Any  # the finish GraphModule's forward
     computed_feeds: tuple[int, ...]  # feeds that are not inputs, in order
     heads: tuple[int, ...] = ()  # linear heads among the slice feeds: computed here
     # Two passes: the backward's slice graph per set of feeds carrying gradient, computing
@@ -201,7 +201,18 @@ class SlicedGraph:
             one_slice = self.slice_graph(level, (*passed, *heads), everything)
             given = (*computed, *(a.node for a in accumulators))
             finish = _FinishLowering(self.ir, False, self.collectives, stepped).build(given)
-            parts = _Parts(level, feeds_graph, one_slice, finish, finish.forward, computed, heads)
+            # Uncompiled, each graph is called through `forward`, as the unsliced module's is:
+            # a GraphModule's own call prints a traceback of any error before raising it
+            # (an out-of-range class index is an InputError, not a printed traceback).
+            parts = _Parts(
+                level,
+                feeds_graph.forward,
+                one_slice,
+                finish.forward,
+                finish.forward,
+                computed,
+                heads,
+            )
             if self._compile[0]:
                 # Each graph as `compile=True` compiles the unsliced one (backend/compiled.py):
                 # every argument's named dims unbacked, so slices of any size, the last
@@ -229,6 +240,8 @@ class SlicedGraph:
         if self._compile[0]:
             dims = [_graph_dims(self.ir.node(n).type.dims, n in heads) for n in feeds]
             graph = self.compiled(graph, [[], *dims], by_vocab=bool(heads))
+        else:
+            graph = graph.forward  # as the feeds and finish graphs are called
         widths = tuple(2 if a.combine == "mean" else 1 for a in chosen)
         return _SliceGraph(graph, feeds, accumulators, widths)
 

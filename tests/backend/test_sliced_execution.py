@@ -402,7 +402,7 @@ def test_a_head_slice_is_one_vocabulary_major_product(compile: bool) -> None:
     assert set(seen.shapes) <= {(V, r) for r in rows} | {(H, r) for r in rows} | {(V, H)}
     (parts,) = sliced._graph._parts.values()
     graph = parts.one_slice.graph
-    code = (graph._eager.__self__ if compile else graph).code
+    code = (graph._eager if compile else graph).__self__.code
     assert "_by_vocab):" in code and ".movedim(0, -1)" in code  # the last placeholder
     assert_same_run(lossdsl.load_text(HEAD), sliced, head_inputs(torch.float32), 1e-5)
 
@@ -482,6 +482,15 @@ term t = mean(softmax(log_softmax(logits, dim=V), dim=B))
     assert logits.grad is not None
 
 
+def test_a_class_index_out_of_range_in_slices_is_an_input_error_and_prints_nothing(
+    capfd,
+) -> None:
+    sliced = lossdsl.load("cross_entropy", chunk=8)
+    with pytest.raises(lossdsl.InputError, match=r"`target` leads to a class index outside"):
+        sliced(hidden=torch.randn(20, 16), head=torch.randn(50, 16), target=torch.full((20,), 60))
+    assert capfd.readouterr().err == ""
+
+
 @pytest.mark.parametrize("chunk", [0, -3, 2.5, "big", True])
 def test_a_chunk_that_is_not_a_row_count_is_an_input_error(chunk) -> None:
     with pytest.raises(lossdsl.InputError, match="chunk"):
@@ -513,7 +522,7 @@ def test_compiled_slices_are_lowered_as_the_compiled_module_is() -> None:
     eager = lossdsl.load_text(HEAD, chunk=4)
     eager(**head_inputs())
     (parts,) = eager._graph._parts.values()
-    assert "log_softmax" in parts.one_slice.graph.code
+    assert "log_softmax" in parts.one_slice.graph.__self__.code
 
 
 @needs_one_compilation_across_sizes
